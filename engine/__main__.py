@@ -1,0 +1,5 @@
+"""``python -m engine`` runs the sigtrade CLI."""
+
+from engine.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``sigtrade`` command line: one app, subcommands by verb."""

@@ -1,0 +1,237 @@
+"""Typed, frozen, strict backtest configuration loaded from TOML.
+
+Every section is a :class:`msgspec.Struct` that rejects unknown fields; every field has
+a default a user would expect and a one-line description. ``--set a.b=c`` overrides any
+field before validation, so overrides are checked exactly like the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from engine.errors import ConfigError, did_you_mean
+
+_BAR_RE = re.compile(r"^(\d+)-(MINUTE|HOUR|DAY)$")
+
+NonNeg = Annotated[float, msgspec.Meta(ge=0)]
+Fraction = Annotated[float, msgspec.Meta(gt=0, le=1)]
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every config section: frozen, strict, keyword-only."""
+
+
+class DataConfig(_Section):
+    """Which bars to backtest."""
+
+    catalog: str = "catalogs/sample"
+    """Path of the NautilusTrader ParquetDataCatalog (relative to the config's directory's project root or CWD)."""
+    symbols: list[str] | Literal["all"] = "all"
+    """Symbols to trade, or "all" for every symbol in the catalog."""
+    start: dt.date | None = None
+    """First session to include (inclusive); None = first bar in the catalog."""
+    end: dt.date | None = None
+    """Last session to include (inclusive); None = last bar in the catalog."""
+    bar: str = "1-HOUR"
+    """Bar size: N-MINUTE, N-HOUR or N-DAY, as written by `sigtrade ingest`."""
+
+
+class PortfolioConfig(_Section):
+    """Capital and position sizing."""
+
+    capital: Annotated[float, msgspec.Meta(gt=0)] = 100_000.0
+    """Starting cash in USD."""
+    fractional: bool = False
+    """Allow fractional share quantities (as Alpaca does); whole shares otherwise."""
+    max_positions: Annotated[int, msgspec.Meta(ge=1)] = 10
+    """Most positions held at once."""
+    position_size: Fraction = 0.1
+    """Fraction of current equity put into each new position."""
+
+
+class CostsConfig(_Section):
+    """Commission and slippage, charged on every fill."""
+
+    commission_bps: NonNeg = 10.0
+    """Commission per side in basis points of the fill's notional (10 = 0.10 %)."""
+    commission_per_share: NonNeg = 0.0
+    """Commission per share per side in USD, added to the bps part."""
+    commission_min: NonNeg = 0.0
+    """Minimum commission per fill in USD."""
+    slippage_bps: NonNeg = 5.0
+    """Adverse move of every market fill, in basis points of the reference price."""
+
+
+class ExecutionConfig(_Section):
+    """When a decision is filled."""
+
+    fill: Literal["next_open", "close"] = "next_open"
+    """next_open: decide on bar t's close, fill at bar t+1's open. close: fill at bar t's close (optimistic)."""
+    close_at_end: bool = True
+    """Flatten every position on the last bar so the trade list is complete."""
+
+
+class StrategyConfig(_Section):
+    """The trading rule. Parameters not used by the chosen kind are rejected."""
+
+    kind: Literal["buy_and_hold", "sma_cross"] = "buy_and_hold"
+    """buy_and_hold (equal weight, held to the end) or sma_cross (long when fast SMA > slow SMA)."""
+    fast: Annotated[int, msgspec.Meta(ge=1)] = 20
+    """sma_cross: fast SMA length in bars."""
+    slow: Annotated[int, msgspec.Meta(ge=2)] = 50
+    """sma_cross: slow SMA length in bars."""
+
+
+class BenchmarkConfig(_Section):
+    """What the strategy is compared with."""
+
+    symbol: str = "SPY"
+    """Symbol bought and held over the same period with the same costs."""
+
+
+class MetricsConfig(_Section):
+    """How figures are computed."""
+
+    risk_free_rate: float = 0.0
+    """Annual risk-free rate for Sharpe and Sortino (0.04 = 4 %)."""
+
+
+class BacktestConfig(_Section):
+    """A whole backtest: data, portfolio, costs, execution, strategy, benchmark, metrics."""
+
+    data: DataConfig = msgspec.field(default_factory=DataConfig)
+    portfolio: PortfolioConfig = msgspec.field(default_factory=PortfolioConfig)
+    costs: CostsConfig = msgspec.field(default_factory=CostsConfig)
+    execution: ExecutionConfig = msgspec.field(default_factory=ExecutionConfig)
+    strategy: StrategyConfig = msgspec.field(default_factory=StrategyConfig)
+    benchmark: BenchmarkConfig = msgspec.field(default_factory=BenchmarkConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+
+    def __post_init__(self) -> None:
+        """Check rules that span fields."""
+        if not _BAR_RE.match(self.data.bar):
+            raise ConfigError(
+                f"data.bar = '{self.data.bar}' is not a bar size: expected N-MINUTE, N-HOUR "
+                "or N-DAY, e.g. '1-HOUR'"
+            )
+        if self.data.start and self.data.end and self.data.start > self.data.end:
+            raise ConfigError(
+                f"data.start ({self.data.start}) is after data.end ({self.data.end}): "
+                "swap them or widen the range"
+            )
+        if self.strategy.kind == "sma_cross" and self.strategy.fast >= self.strategy.slow:
+            raise ConfigError(
+                f"strategy.fast ({self.strategy.fast}) must be shorter than strategy.slow "
+                f"({self.strategy.slow})"
+            )
+
+
+def bar_minutes(bar: str) -> int:
+    """Return the length in minutes of a bar spec such as ``1-HOUR`` (a day counts 390)."""
+    m = _BAR_RE.match(bar)
+    if not m:
+        raise ConfigError(f"'{bar}' is not a bar size: expected N-MINUTE, N-HOUR or N-DAY")
+    n, unit = int(m.group(1)), m.group(2)
+    return n * {"MINUTE": 1, "HOUR": 60, "DAY": 390}[unit]
+
+
+def _fields_of(struct_type: type[msgspec.Struct]) -> list[str]:
+    return list(struct_type.__struct_fields__)
+
+
+def _section_type(path: list[str]) -> type[msgspec.Struct] | None:
+    current: Any = BacktestConfig
+    for part in path:
+        hints = {f.name: f.type for f in msgspec.structs.fields(current)}
+        nxt = hints.get(part)
+        if not (isinstance(nxt, type) and issubclass(nxt, msgspec.Struct)):
+            return None
+        current = nxt
+    return current
+
+
+def _explain_validation(exc: msgspec.ValidationError, source: str) -> ConfigError:
+    text = str(exc)
+    m = re.match(r"Object contains unknown field `(?P<field>[^`]+)`(?: - at `\$(?P<path>[^`]*)`)?", text)
+    if m:
+        path = [p for p in (m.group("path") or "").split(".") if p]
+        field = m.group("field")
+        section = _section_type(path)
+        choices = _fields_of(section) if section else []
+        where = ".".join([*path, field])
+        return ConfigError(
+            f"{source}: unknown key '{where}'{did_you_mean(field, choices)} "
+            f"(valid keys here: {', '.join(choices)})"
+        )
+    m = re.match(r"(?P<msg>.*) - at `\$(?P<path>[^`]*)`", text)
+    if m:
+        where = m.group("path").lstrip(".")
+        return ConfigError(f"{source}: bad value for '{where}': {m.group('msg')}")
+    return ConfigError(f"{source}: {text}")
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Parse ``a.b=value`` into a key path and a TOML-typed value (bare words are strings)."""
+    if "=" not in item:
+        raise ConfigError(f"--set '{item}' is not of the form key=value, e.g. costs.slippage_bps=0")
+    key, raw = item.split("=", 1)
+    path = [p.strip() for p in key.strip().split(".") if p.strip()]
+    if not path:
+        raise ConfigError(f"--set '{item}' has an empty key")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return path, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of *raw* with every ``--set`` override applied."""
+    out: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for item in overrides:
+        path, value = parse_override(item)
+        node = out
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set '{item}': '{part}' is a value, not a section")
+            node[part] = child = dict(child)
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> BacktestConfig:
+    """Validate a plain dict (as read from TOML) into a :class:`BacktestConfig`."""
+    try:
+        return msgspec.convert(raw, BacktestConfig, strict=False)
+    except msgspec.ValidationError as exc:
+        raise _explain_validation(exc, source) from exc
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> BacktestConfig:
+    """Load a backtest config from TOML (or the defaults when *path* is None) and apply overrides."""
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ConfigError(f"config file '{p}' does not exist: pass a TOML file such as config/demo.toml")
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML ({exc}); fix the line it names") from exc
+    raw = apply_overrides(raw, overrides or [])
+    return config_from_dict(raw, source)
+
+
+def config_to_dict(cfg: BacktestConfig) -> dict[str, Any]:
+    """Return the config as plain builtins (for reports and metrics.json)."""
+    return msgspec.to_builtins(cfg)  # type: ignore[no-any-return]
