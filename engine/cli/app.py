@@ -1,0 +1,85 @@
+"""The ``sigtrade`` application: global options, the error handler and command registration.
+
+Each verb lives in its own module with a ``register(app)`` function. Errors derived
+from :class:`engine.errors.SigtradeError` are printed as one message (no traceback) and
+mapped to their exit code; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+
+from engine.errors import SigtradeError
+
+err_console = Console(stderr=True)
+app = typer.Typer(
+    name="sigtrade",
+    help="Event-driven backtests and paper trading of neural-network strategies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_STATE = {"debug": False}
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and verbose logs."),
+) -> None:
+    """Event-driven backtests and paper trading of neural-network strategies."""
+    _STATE["debug"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def debug_enabled() -> bool:
+    """Whether ``--debug`` was given."""
+    return _STATE["debug"]
+
+
+def _register_all() -> None:
+    from engine.cli import backtest_cmd, ingest_cmd, sample_cmd
+
+    for module in (ingest_cmd, sample_cmd, backtest_cmd):
+        module.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; turn sigtrade errors into one message and a non-zero exit."""
+    _register_all()
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        app(args=args, standalone_mode=False)
+    except SigtradeError as exc:
+        if debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        if debug:
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            "This is a bug in sigtrade; re-run with --debug for the traceback and report it.",
+            highlight=False,
+        )
+        sys.exit(70)

@@ -1,0 +1,7 @@
+"""CLI: `sigtrade backtest` (being written)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Register the command on *app*."""
