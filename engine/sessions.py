@@ -70,10 +70,13 @@ def session_of(ts: pd.DatetimeIndex, *, side: str = "left") -> pd.DatetimeIndex:
 
 
 def bar_closes(starts: pd.DatetimeIndex, bar_minutes: int) -> pd.DatetimeIndex:
-    """Map vendor bar *start* times (UTC) to bar *close* times, clipped at the session close.
+    """Map vendor bar *start* times (UTC, sorted) to bar *close* times.
 
-    Daily bars (``bar_minutes >= 390``) close at their session's close; the start's date
-    (in New York) names the session. Starts outside any session give NaT.
+    An intraday bar closes at the earliest of ``start + length``, the next bar's start in
+    the same session (IBKR's first hourly bar is 09:30-10:00 because the next one starts
+    at 10:00) and the session's close (yfinance's 15:30 bar, early closes). Daily bars
+    (``bar_minutes >= 390``) close at their session's close; the start's New York date
+    names the session. Starts outside any session give NaT.
     """
     sched = calendar().schedule
     if bar_minutes >= 390:
@@ -82,7 +85,13 @@ def bar_closes(starts: pd.DatetimeIndex, bar_minutes: int) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(closes.to_numpy(), tz="UTC") if len(closes) else pd.DatetimeIndex([], tz="UTC")
     sessions = session_of(starts, side="left")
     sess_close = sched["close"].reindex(sessions).to_numpy(dtype="datetime64[ns]")
-    ends = (starts + pd.Timedelta(minutes=bar_minutes)).tz_convert("UTC").tz_localize(None).to_numpy()
+    begin = starts.tz_convert("UTC").tz_localize(None).to_numpy()
+    ends = begin + np.timedelta64(bar_minutes, "m")
+    if len(begin) > 1:
+        same = np.zeros(len(begin), dtype=bool)
+        same[:-1] = (sessions[1:].to_numpy() == sessions[:-1].to_numpy()) & (begin[1:] > begin[:-1])
+        nxt = np.concatenate([begin[1:], begin[-1:]])
+        ends = np.where(same, np.minimum(ends, nxt), ends)
     out = np.where(np.isnat(sess_close), np.datetime64("NaT"), np.minimum(ends, sess_close))
     return pd.DatetimeIndex(out).tz_localize("UTC")
 

@@ -1,0 +1,286 @@
+"""The backtest runner: config -> bars -> NautilusTrader event loop -> sigtrade's books.
+
+One call of :func:`run_backtest` loads the window (plus warm-up history), builds the
+instruments, bars and execution quotes (:mod:`engine.fills`), adds them in one sorted
+stream, runs the strategy in a ``BacktestEngine`` with the commission model and fill
+timing, reads the fills back from the engine's cache and builds the equity curve, trades
+and metrics. The benchmark is bought and held through the very same engine, costs and
+fill timing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from nautilus_trader.accounting.factory import AccountFactory
+from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
+from nautilus_trader.backtest.models import LatencyModel
+from nautilus_trader.config import ImportableStrategyConfig, LoggingConfig
+from nautilus_trader.model.currencies import USD
+from nautilus_trader.model.enums import AccountType, OmsType, OrderSide
+from nautilus_trader.model.events import OrderFilled
+from nautilus_trader.model.identifiers import TraderId
+from nautilus_trader.model.objects import Money
+from nautilus_trader.persistence.wranglers import QuoteTickDataWrangler
+from nautilus_trader.trading.strategy import Strategy
+
+from engine import catalog as cat
+from engine.config import BacktestConfig, bar_minutes, config_to_dict
+from engine.costs import CommissionConfig, CommissionModel
+from engine.errors import ConfigError, DataError
+from engine.fills import CLOCK_SYMBOL, ORDER_LATENCY_NS, QUOTE_SIZE, execution_quotes, trigger_times
+from engine.ledger import build_run, empty_fills, timeline
+from engine.results import FILL_COLUMNS, BacktestResult, RunResult
+from engine.sessions import session_of
+from engine.strategy_registry import STRATEGIES, strategy_params, warmup_bars
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, float], None]
+_CHUNKS = 40
+
+
+def _noop(_: str, __: float) -> None:
+    return None
+
+
+def load_window(
+    catalog: str | Path, symbols: list[str], bar: str, start: Any, end: Any, warmup: int
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """Read each symbol's bars; return (in-window frames, frames with warm-up history)."""
+    window: dict[str, pd.DataFrame] = {}
+    full: dict[str, pd.DataFrame] = {}
+    for s in symbols:
+        frame = cat.read_frame(catalog, s, bar)
+        sess = session_of(frame.index, side="right")
+        inside = np.ones(len(frame), dtype=bool)
+        if start is not None:
+            inside &= np.asarray(sess >= pd.Timestamp(start))
+        if end is not None:
+            inside &= np.asarray(sess <= pd.Timestamp(end))
+        if not inside.any():
+            raise DataError(
+                f"no {bar} bars for {s} between {start or 'the start'} and {end or 'the end'}: "
+                f"the catalog has {frame.index[0].date()} .. {frame.index[-1].date()}; "
+                "change data.start / data.end"
+            )
+        first = int(np.argmax(inside))
+        last = len(inside) - int(np.argmax(inside[::-1]))
+        window[s] = frame.iloc[first:last]
+        full[s] = frame.iloc[max(0, first - warmup) : last]
+    return window, full
+
+
+def _venue_kwargs(cfg: BacktestConfig) -> dict[str, Any]:
+    return {
+        "venue": cat.VENUE,
+        "oms_type": OmsType.NETTING,
+        "account_type": AccountType.CASH,
+        "base_currency": USD,
+        "starting_balances": [Money(cfg.portfolio.capital, USD)],
+        "fee_model": CommissionModel(
+            CommissionConfig(
+                commission_bps=cfg.costs.commission_bps,
+                commission_per_share=cfg.costs.commission_per_share,
+                commission_min=cfg.costs.commission_min,
+            )
+        ),
+        "latency_model": LatencyModel(ORDER_LATENCY_NS),
+        # the market moves only through the execution quotes (engine.fills)
+        "bar_execution": False,
+    }
+
+
+def _allow_cash_borrowing() -> None:
+    """Let the simulated cash account go slightly negative.
+
+    A fill at a gapped open may cost a little more than the cash the order was sized
+    with; the books show it instead of the venue rejecting the order. NautilusTrader
+    keeps this switch in a process-wide registry that refuses a second registration,
+    so it is set once here rather than per engine through ``allow_cash_borrowing``.
+    """
+    try:
+        AccountFactory.register_cash_borrowing(str(cat.VENUE))
+    except KeyError:
+        pass
+
+
+def _quote_ticks(inst: Any, index: pd.DatetimeIndex, bid: Any, ask: Any) -> list[Any]:
+    qdf = pd.DataFrame(
+        {"bid_price": bid, "ask_price": ask, "bid_size": QUOTE_SIZE, "ask_size": QUOTE_SIZE}, index=index
+    )
+    return list(QuoteTickDataWrangler(inst).process(qdf))
+
+
+def build_stream(
+    cfg: BacktestConfig, full: dict[str, pd.DataFrame]
+) -> tuple[list[Any], dict[str, pd.DataFrame], dict[str, Any]]:
+    """Instruments, the sorted bar + quote stream and each symbol's quote table."""
+    minutes = bar_minutes(cfg.data.bar)
+    instruments = {s: cat.make_instrument(s, cfg.portfolio.fractional) for s in full}
+    data: list[Any] = []
+    quotes: dict[str, pd.DataFrame] = {}
+    for s, frame in full.items():
+        inst = instruments[s]
+        data.extend(cat.frame_to_bars(frame, s, cfg.data.bar, inst))
+        q = execution_quotes(frame, cfg.execution.fill, minutes, cfg.costs.slippage_bps)
+        quotes[s] = q
+        if len(q):
+            data.extend(_quote_ticks(inst, q.index, q["bid"].to_numpy(), q["ask"].to_numpy()))
+    triggers = trigger_times(quotes)
+    if len(triggers):
+        clock = cat.make_instrument(CLOCK_SYMBOL)
+        instruments[CLOCK_SYMBOL] = clock
+        ones = np.ones(len(triggers))
+        data.extend(_quote_ticks(clock, pd.to_datetime(triggers, utc=True), ones, ones))
+    data.sort(key=lambda d: d.ts_init)
+    return data, quotes, instruments
+
+
+def _chunks(data: list[Any], progress: Progress) -> Iterator[list[Any]]:
+    n = len(data)
+    step = max(1, -(-n // _CHUNKS))
+    for i in range(0, n, step):
+        yield data[i : i + step]
+        progress("simulate", min(1.0, (i + step) / n))
+
+
+def _fills_from(engine: BacktestEngine, quotes: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every fill in the engine's cache, with its reference price and economic time."""
+    rows = []
+    for order in engine.cache.orders():
+        for ev in order.events:
+            if isinstance(ev, OrderFilled):
+                rows.append(
+                    (
+                        ev.ts_event,
+                        ev.instrument_id.symbol.value,
+                        "BUY" if ev.order_side == OrderSide.BUY else "SELL",
+                        ev.last_qty.as_double(),
+                        ev.last_px.as_double(),
+                        ev.commission.as_double(),
+                    )
+                )
+    if not rows:
+        return empty_fills()
+    df = pd.DataFrame(rows, columns=["engine_ts", "symbol", "side", "qty", "price", "commission"])
+    ref = np.empty(len(df))
+    fill_ts = np.empty(len(df), dtype=np.int64)
+    for s, idx in df.groupby("symbol").indices.items():
+        q = quotes[s]
+        # the quote in force when the venue processed the order
+        pos = np.searchsorted(q.index.asi8, df["engine_ts"].to_numpy()[idx], side="right") - 1
+        ref[idx] = q["ref"].to_numpy()[pos]
+        fill_ts[idx] = q["fill_ts"].to_numpy()[pos]
+    df["ref_price"] = ref
+    df["ts"] = pd.to_datetime(fill_ts, utc=True)
+    df["notional"] = df["qty"] * df["price"]
+    df["slippage"] = df["qty"] * np.abs(df["price"] - df["ref_price"])
+    return df.sort_values(["ts", "symbol"], kind="stable")[FILL_COLUMNS].reset_index(drop=True)
+
+
+def simulate(
+    cfg: BacktestConfig,
+    window: dict[str, pd.DataFrame],
+    full: dict[str, pd.DataFrame],
+    kind: str,
+    params: dict[str, Any],
+    progress: Progress = _noop,
+) -> RunResult:
+    """Run one strategy kind over the given bars in a fresh engine; return its books."""
+    spec = STRATEGIES[kind]
+    symbols = list(window)
+    data, quotes, instruments = build_stream(cfg, full)
+    progress("prepare", 1.0)
+    last_idx = -2 if cfg.execution.fill == "next_open" else -1
+    last_decision = {s: int(f.index.asi8[last_idx if len(f) > 1 else -1]) for s, f in window.items()}
+    trade_from = min(int(f.index.asi8[0]) for f in window.values())
+    s = cfg.costs
+    strategy_config: dict[str, Any] = {
+        "symbols": symbols,
+        "bar": cfg.data.bar,
+        "venue": str(cat.VENUE),
+        "capital": cfg.portfolio.capital,
+        "position_size": cfg.portfolio.position_size,
+        "max_positions": cfg.portfolio.max_positions,
+        "fractional": cfg.portfolio.fractional,
+        "cost_rate": (s.slippage_bps + s.commission_bps) / 10_000.0,
+        "trade_from_ns": trade_from,
+        "last_decision_ns": last_decision,
+        "close_at_end": cfg.execution.close_at_end,
+        **params,
+    }
+    engine = BacktestEngine(
+        BacktestEngineConfig(
+            trader_id=TraderId("SIGTRADE-001"),
+            logging=LoggingConfig(log_level="ERROR", bypass_logging=True),
+        )
+    )
+    try:
+        _allow_cash_borrowing()
+        engine.add_venue(**_venue_kwargs(cfg))
+        for inst in instruments.values():
+            engine.add_instrument(inst)
+        from nautilus_trader.trading.config import StrategyFactory
+
+        strategy: Strategy = StrategyFactory.create(
+            ImportableStrategyConfig(strategy_path=spec.strategy_path, config_path=spec.config_path, config=strategy_config)
+        )
+        engine.add_strategy(strategy)
+        engine.add_data_iterator("sigtrade-bars", _chunks(data, progress))
+        engine.run()
+        fills = _fills_from(engine, quotes)
+    finally:
+        engine.dispose()
+    index = timeline(window)
+    return build_run(fills, window, index, cfg.portfolio.capital)
+
+
+def run_backtest(cfg: BacktestConfig, progress: Progress | None = None) -> BacktestResult:
+    """Run the configured strategy and its benchmark; return curves, trades and metrics."""
+    from engine.metrics import compare, compute_metrics
+
+    progress = progress or _noop
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    symbols = cat.resolve_symbols(cfg.data.catalog, cfg.data.bar, cfg.data.symbols)
+    bench = cfg.benchmark.symbol
+    cat.resolve_symbols(cfg.data.catalog, cfg.data.bar, [bench])
+    if cfg.strategy.kind not in STRATEGIES:
+        raise ConfigError(f"unknown strategy.kind '{cfg.strategy.kind}'")
+    window, full = load_window(cfg.data.catalog, symbols, cfg.data.bar, cfg.data.start, cfg.data.end, warmup_bars(cfg))
+    if bench in window:
+        b_window, b_full = {bench: window[bench]}, {bench: window[bench]}
+    else:
+        b_window, b_full = load_window(cfg.data.catalog, [bench], cfg.data.bar, cfg.data.start, cfg.data.end, 0)
+    index_info = cat.read_index(cfg.data.catalog)
+    progress("load", 1.0)
+    timings["load"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    strat = simulate(cfg, window, full, cfg.strategy.kind, strategy_params(cfg), progress)
+    timings["simulate"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    bench_run = simulate(cfg, b_window, b_full, "buy_and_hold", {})
+    timings["benchmark"] = time.perf_counter() - t2
+
+    t3 = time.perf_counter()
+    rf = cfg.metrics.risk_free_rate
+    metrics = compare(compute_metrics(strat, risk_free_rate=rf), compute_metrics(bench_run, risk_free_rate=rf))
+    timings["metrics"] = time.perf_counter() - t3
+    progress("metrics", 1.0)
+    return BacktestResult(
+        strategy=strat,
+        benchmark=bench_run,
+        metrics=metrics,
+        config=config_to_dict(cfg),
+        synthetic=index_info.synthetic,
+        symbols=symbols,
+        benchmark_symbol=bench,
+        timings=timings,
+    )

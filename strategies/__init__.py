@@ -1,0 +1,1 @@
+"""NautilusTrader strategies: baselines (buy-and-hold, SMA cross) and the NN signal strategies."""
