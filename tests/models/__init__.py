@@ -1,0 +1,1 @@
+"""Tests of the models package: feature pipeline, model contract."""
