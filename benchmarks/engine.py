@@ -113,7 +113,7 @@ def raw_same_orders(cfg: Any, window: dict[str, Any], full: dict[str, Any]) -> t
 def measure(name: str, catalog: Path, overrides: list[str]) -> dict[str, Any]:
     cfg = load_config(None, [f'data.catalog="{catalog}"', 'strategy.kind="sma_cross"', *overrides])
     symbols = cat.resolve_symbols(catalog, cfg.data.bar, cfg.data.symbols)
-    window, full = runner.load_window(catalog, symbols, cfg.data.bar, cfg.data.start, cfg.data.end, cfg.strategy.slow)
+    window, full, _ = runner.load_window(catalog, symbols, cfg.data.bar, cfg.data.start, cfg.data.end, cfg.strategy.slow)
     n_bars = sum(len(f) for f in full.values())
     t_noop, _ = raw_noop(cfg, full)
     t_raw, orders = raw_same_orders(cfg, window, full)

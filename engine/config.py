@@ -53,6 +53,8 @@ class PortfolioConfig(_Section):
     """Most positions held at once."""
     position_size: Fraction = 0.1
     """Fraction of current equity put into each new position."""
+    account: Literal["cash", "margin"] = "cash"
+    """Account type: cash (long only) or margin (needed for short positions)."""
 
 
 class CostsConfig(_Section):
@@ -78,14 +80,28 @@ class ExecutionConfig(_Section):
 
 
 class StrategyConfig(_Section):
-    """The trading rule. Parameters not used by the chosen kind are rejected."""
+    """The trading rule: a baseline (buy_and_hold, sma_cross) or a neural-network signal."""
 
-    kind: Literal["buy_and_hold", "sma_cross"] = "buy_and_hold"
-    """buy_and_hold (equal weight, held to the end) or sma_cross (long when fast SMA > slow SMA)."""
+    kind: Literal["buy_and_hold", "sma_cross", "signal", "ensemble"] = "buy_and_hold"
+    """buy_and_hold (equal weight, held to the end), sma_cross (long when fast SMA > slow SMA), signal (one ONNX model) or ensemble."""
     fast: Annotated[int, msgspec.Meta(ge=1)] = 20
     """sma_cross: fast SMA length in bars."""
     slow: Annotated[int, msgspec.Meta(ge=2)] = 50
     """sma_cross: slow SMA length in bars."""
+    model: str = ""
+    """signal / ensemble: model folder (models/<name> with card.json, or ensemble.json for an ensemble)."""
+    entry_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
+    """signal: enter long when the probability is at or above this; None = the model card's threshold."""
+    exit_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
+    """signal: exit a long when the probability falls below this (hysteresis); None = min(0.5, entry)."""
+    max_hold_bars: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """signal: exit after this many bars in a position (0 = no limit)."""
+    short_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
+    """signal: enter short when the probability is at or below this (needs portfolio.account = "margin"); None = long only."""
+    cover_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.5
+    """signal: cover a short when the probability rises above this."""
+    mode: Literal["batch", "streaming"] = "batch"
+    """signal: batch = all probabilities in one pass before the event loop; streaming = features and probability per bar, as live trading does."""
 
 
 class BenchmarkConfig(_Section):
@@ -125,11 +141,27 @@ class BacktestConfig(_Section):
                 f"data.start ({self.data.start}) is after data.end ({self.data.end}): "
                 "swap them or widen the range"
             )
-        if self.strategy.kind == "sma_cross" and self.strategy.fast >= self.strategy.slow:
+        st = self.strategy
+        if st.kind == "sma_cross" and st.fast >= st.slow:
             raise ConfigError(
-                f"strategy.fast ({self.strategy.fast}) must be shorter than strategy.slow "
-                f"({self.strategy.slow})"
+                f"strategy.fast ({st.fast}) must be shorter than strategy.slow ({st.slow})"
             )
+        if st.kind in ("signal", "ensemble"):
+            if not st.model:
+                raise ConfigError(
+                    f"strategy.kind = '{st.kind}' needs strategy.model, the model folder "
+                    "(e.g. models/demo_mlp; `sigtrade models list` shows what is there)"
+                )
+            if st.entry_threshold is not None and st.exit_threshold is not None and st.exit_threshold > st.entry_threshold:
+                raise ConfigError(
+                    f"strategy.exit_threshold ({st.exit_threshold}) is above strategy.entry_threshold "
+                    f"({st.entry_threshold}): a position would be closed on the bar it is opened"
+                )
+            if st.short_threshold is not None and self.portfolio.account != "margin":
+                raise ConfigError(
+                    "strategy.short_threshold needs a margin account: set portfolio.account = \"margin\" "
+                    "or remove short_threshold (long only)"
+                )
 
 
 def bar_minutes(bar: str) -> int:

@@ -51,10 +51,16 @@ def _noop(_: str, __: float) -> None:
 
 def load_window(
     catalog: str | Path, symbols: list[str], bar: str, start: Any, end: Any, warmup: int
-) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
-    """Read each symbol's bars; return (in-window frames, frames with warm-up history)."""
+) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """Read each symbol's bars.
+
+    Returns the in-window frames, the frames the event loop gets (the window plus
+    *warmup* bars before it) and the whole history up to the window's end (what
+    ``prepare`` hooks get, so that a bar's features never depend on the backtest's start).
+    """
     window: dict[str, pd.DataFrame] = {}
     full: dict[str, pd.DataFrame] = {}
+    history: dict[str, pd.DataFrame] = {}
     for s in symbols:
         frame = cat.read_frame(catalog, s, bar)
         sess = session_of(frame.index, side="right")
@@ -73,14 +79,15 @@ def load_window(
         last = len(inside) - int(np.argmax(inside[::-1]))
         window[s] = frame.iloc[first:last]
         full[s] = frame.iloc[max(0, first - warmup) : last]
-    return window, full
+        history[s] = frame.iloc[:last]
+    return window, full, history
 
 
 def _venue_kwargs(cfg: BacktestConfig) -> dict[str, Any]:
     return {
         "venue": cat.VENUE,
         "oms_type": OmsType.NETTING,
-        "account_type": AccountType.CASH,
+        "account_type": AccountType.MARGIN if cfg.portfolio.account == "margin" else AccountType.CASH,
         "base_currency": USD,
         "starting_balances": [Money(cfg.portfolio.capital, USD)],
         "fee_model": CommissionModel(
@@ -191,6 +198,7 @@ def simulate(
     kind: str,
     params: dict[str, Any],
     progress: Progress = _noop,
+    history: dict[str, pd.DataFrame] | None = None,
 ) -> RunResult:
     """Run one strategy kind over the given bars in a fresh engine; return its books."""
     spec = STRATEGIES[kind]
@@ -231,6 +239,10 @@ def simulate(
         strategy: Strategy = StrategyFactory.create(
             ImportableStrategyConfig(strategy_path=spec.strategy_path, config_path=spec.config_path, config=strategy_config)
         )
+        prepare = getattr(strategy, "prepare", None)
+        if callable(prepare):
+            prepare(history if history is not None else full)
+        progress("model", 1.0)
         engine.add_strategy(strategy)
         engine.add_data_iterator("sigtrade-bars", _chunks(data, progress))
         engine.run()
@@ -253,17 +265,19 @@ def run_backtest(cfg: BacktestConfig, progress: Progress | None = None) -> Backt
     cat.resolve_symbols(cfg.data.catalog, cfg.data.bar, [bench])
     if cfg.strategy.kind not in STRATEGIES:
         raise ConfigError(f"unknown strategy.kind '{cfg.strategy.kind}'")
-    window, full = load_window(cfg.data.catalog, symbols, cfg.data.bar, cfg.data.start, cfg.data.end, warmup_bars(cfg))
+    window, full, history = load_window(
+        cfg.data.catalog, symbols, cfg.data.bar, cfg.data.start, cfg.data.end, warmup_bars(cfg)
+    )
     if bench in window:
         b_window, b_full = {bench: window[bench]}, {bench: window[bench]}
     else:
-        b_window, b_full = load_window(cfg.data.catalog, [bench], cfg.data.bar, cfg.data.start, cfg.data.end, 0)
+        b_window, b_full, _ = load_window(cfg.data.catalog, [bench], cfg.data.bar, cfg.data.start, cfg.data.end, 0)
     index_info = cat.read_index(cfg.data.catalog)
     progress("load", 1.0)
     timings["load"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    strat = simulate(cfg, window, full, cfg.strategy.kind, strategy_params(cfg), progress)
+    strat = simulate(cfg, window, full, cfg.strategy.kind, strategy_params(cfg), progress, history)
     timings["simulate"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     bench_run = simulate(cfg, b_window, b_full, "buy_and_hold", {})

@@ -19,7 +19,7 @@ from nautilus_trader.model.enums import OrderSide, TimeInForce
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.trading.strategy import Strategy
 
-from engine.sizing import shares_for
+from engine.sizing import floor_qty, shares_for
 
 
 class SigtradeStrategyConfig(StrategyConfig, frozen=True, kw_only=True):
@@ -114,6 +114,15 @@ class SigtradeStrategy(Strategy):
         if qty <= 0:
             return False
         return self._send(symbol, OrderSide.BUY, qty)
+
+    def enter_short(self, symbol: str, value: float) -> bool:
+        """Sell short about *value* USD of *symbol* (margin accounts only)."""
+        if self.pending[symbol] or self.position[symbol] != 0.0:
+            return False
+        if self.open_positions() >= self.cfg.max_positions:
+            return False
+        qty = floor_qty(value / self.last_close[symbol], self._precision) if self.last_close[symbol] > 0 else 0.0
+        return qty > 0 and self._send(symbol, OrderSide.SELL, qty)
 
     def exit(self, symbol: str) -> bool:
         """Sell the whole position in *symbol*; False when flat or an order is in flight."""

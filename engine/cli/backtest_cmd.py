@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-_PHASES = {"load": "loading bars", "prepare": "building the event stream", "simulate": "event loop", "metrics": "metrics"}
+_PHASES = {"load": "loading bars", "prepare": "building the event stream", "model": "scoring the model", "simulate": "event loop", "metrics": "metrics"}
 
 
 def _fmt(key: str, value: Any) -> str:

@@ -38,7 +38,7 @@ def _cfg(catalog: Path, *overrides: str):
 def _run(catalog: Path, kind: str, symbols: list[str], *overrides: str):
     cfg = _cfg(catalog, f"strategy.kind={kind!r}".replace("'", '"'), f"data.symbols={symbols!r}".replace("'", '"'), *overrides)
     warm = cfg.strategy.slow if kind == "sma_cross" else 0
-    window, full = load_window(cfg.data.catalog, symbols, cfg.data.bar, cfg.data.start, cfg.data.end, warm)
+    window, full, _ = load_window(cfg.data.catalog, symbols, cfg.data.bar, cfg.data.start, cfg.data.end, warm)
     params = {"fast": cfg.strategy.fast, "slow": cfg.strategy.slow} if kind == "sma_cross" else {}
     return cfg, window, simulate(cfg, window, full, kind, params)
 
