@@ -1,7 +1,179 @@
-"""CLI: `sigtrade ingest` (being written)."""
+"""CLI: ``sigtrade ingest`` - load market data into a catalog.
+
+``ingest`` is a sub-app so each source gets its own command (``csv`` here; ``alpaca``
+and ``news`` join it later). Library code raises ``DataError``/``ConfigError``; the app's
+``main()`` prints them without a traceback.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from engine.errors import ConfigError
+
+if TYPE_CHECKING:  # pandas and NautilusTrader load only when a command runs: `--help` stays fast
+    import pandas as pd
+
+    from engine.ingest.pipeline import IngestReport
+    from engine.ingest.validate import Problem
+
+NEW_YORK = "America/New_York"
+
+ingest_app = typer.Typer(
+    name="ingest",
+    help="Load bars into a catalog (NautilusTrader ParquetDataCatalog).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _et(ts: pd.Timestamp | None) -> str:
+    return "" if ts is None else ts.tz_convert(NEW_YORK).strftime("%Y-%m-%d %H:%M")
+
+
+@ingest_app.command("csv")
+def csv_command(
+    # paths and --catalog are checked below rather than by click, so that a missing one is
+    # a ConfigError (one line, exit 2) like every other user mistake
+    paths: Annotated[list[Path] | None, typer.Argument(
+        metavar="FILE_OR_DIR...", show_default=False,
+        help="CSV or Parquet OHLCV files, or directories of them (one file per symbol).",
+    )] = None,
+    catalog: Annotated[Path | None, typer.Option(
+        "--catalog", show_default=False,
+        help="Catalog directory, e.g. catalogs/mydata (required); created if absent, other symbols in it are kept.",
+    )] = None,
+    symbol: Annotated[str | None, typer.Option(
+        "--symbol", help="Symbol of a single file (default: the file name without _1h/_1d/_daily/_hourly).",
+    )] = None,
+    tz: Annotated[str | None, typer.Option(
+        "--tz", help="Time zone of timestamps written without a UTC offset, e.g. America/New_York.",
+    )] = None,
+    bar: Annotated[str, typer.Option("--bar", help="Bar size of the files: 1-HOUR, 1-DAY, 30-MINUTE ...")] = "1-HOUR",
+    repair: Annotated[bool, typer.Option(
+        "--repair",
+        help="Repair instead of refusing: sort rows, keep the last of duplicate times, drop bad and "
+        "overlapping rows and an unfinished last session. The report lists every repair.",
+    )] = False,
+    problems_csv: Annotated[Path | None, typer.Option(
+        "--problems", show_default=False,
+        help="Also write every problem found (errors and warnings, not just the first few) to this CSV file.",
+    )] = None,
+) -> None:
+    """Ingest OHLCV bars from CSV or Parquet files; all files are written, or none.
+
+    Bars are checked first (time order, duplicates, NaNs, non-positive prices, high/low consistency, NYSE sessions, gaps). Problems are listed with file, line and value; a file with hard problems is refused unless --repair is given.
+    """
+    from engine.config import bar_minutes
+    from engine.ingest.pipeline import IngestRefused, expand_paths, ingest_files
+    from engine.ingest.readers import check_tz
+
+    if not paths:
+        raise ConfigError("no input: pass one or more CSV/Parquet files or directories, e.g. data/SPY_1h.csv")
+    if catalog is None:
+        raise ConfigError("--catalog DIR is required: the catalog to write into, e.g. --catalog catalogs/mydata")
+    bar_minutes(bar)
+    check_tz(tz)
+    files = expand_paths(paths)
+    with Progress(
+        TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+        TimeElapsedColumn(), console=err_console, transient=True, disable=not err_console.is_terminal,
+    ) as progress:
+        task = progress.add_task("", total=len(files))
+
+        def step(path: Path) -> None:
+            progress.update(task, advance=1, description=escape(path.name))
+
+        try:
+            report = ingest_files(files, catalog, symbol=symbol, tz=tz, bar=bar, repair=repair, progress=step)
+        except IngestRefused as exc:
+            if problems_csv is not None:
+                _write_problems(problems_csv, exc.problems)
+            raise
+    _print_report(report)
+    if problems_csv is not None:
+        _write_problems(problems_csv, [p for f in report.files for p in f.problems])
+
+
+def _write_problems(path: Path, problems: list[Problem]) -> None:
+    import pandas as pd
+
+    rows = [
+        {"kind": p.kind, "severity": p.severity, "file": p.file, "unit": p.unit, "row": p.row,
+         "column": p.column, "value": p.value, "detail": p.detail}
+        for p in problems
+    ]
+    columns = ["kind", "severity", "file", "unit", "row", "column", "value", "detail"]
+    try:
+        pd.DataFrame(rows, columns=columns).to_csv(path, index=False)
+    except OSError as exc:
+        raise ConfigError(f"--problems {path}: cannot write it ({exc.strerror or exc}); choose another path") from exc
+    err_console.print(escape(f"wrote {len(problems)} problem(s) to {path}"), highlight=False)
+
+
+def _print_report(report: IngestReport) -> None:
+    # file names, symbols and CSV values go through escape(): rich would read "[x]" as markup
+    table = Table(
+        title=f"ingested {len(report.files)} file(s) into {escape(str(report.catalog))} "
+        f"({report.bar} bars, close times in New York)",
+        box=box.SIMPLE_HEAD, pad_edge=False,
+    )
+    table.add_column("file", overflow="fold", min_width=10)
+    table.add_column("symbol", overflow="fold", min_width=6)
+    for name in ("rows", "kept", "warn"):
+        table.add_column(name, justify="right")
+    table.add_column("first close", no_wrap=True)
+    table.add_column("last close", no_wrap=True)
+    for f in report.files:
+        table.add_row(
+            escape(f.path.name), escape(f.symbol) + (" (replaced)" if f.replaced else ""), str(f.rows_in_file),
+            str(f.rows_written), str(len(f.warnings)) if f.warnings else "", _et(f.first_close), _et(f.last_close),
+        )
+    console.print(table)
+
+    repaired = [f for f in report.files if f.repairs()]
+    if repaired:
+        console.print(f"[bold]repaired[/] ({sum(f.rows_dropped for f in report.files)} row(s) dropped in all):")
+        for f in repaired:
+            for line in f.repairs():
+                console.print(escape(f"  {f.path.name}: {line}"), highlight=False)
+
+    warnings = report.warnings
+    if warnings:
+        by_kind: dict[str, list[Problem]] = defaultdict(list)
+        for p in warnings:
+            by_kind[p.kind].append(p)
+        wt = Table(title=f"{len(warnings)} warning(s) (not refused)")
+        wt.add_column("kind")
+        wt.add_column("count", justify="right")
+        wt.add_column("files", justify="right")
+        wt.add_column("example")
+        for kind, items in sorted(by_kind.items()):
+            wt.add_row(kind, str(len(items)), str(len({p.file for p in items})), escape(str(items[0])))
+        console.print(wt)
+        per_file = Counter(p.file for p in warnings)
+        if len(per_file) > 1:
+            worst, n = per_file.most_common(1)[0]
+            console.print(escape(f"most warnings: {Path(worst).name} ({n})"), highlight=False)
+
+    notes = sorted({f"{f.path.name}: {n}" for f in report.files for n in f.notes})
+    for note in notes[:10]:
+        console.print(f"[dim]note: {escape(note)}[/]", highlight=False)
+    if len(notes) > 10:
+        console.print(f"[dim]... {len(notes) - 10} more note(s)[/]")
 
 
 def register(app: typer.Typer) -> None:
-    """Register the command on *app*."""
+    """Register the ``ingest`` sub-app on *app*."""
+    app.add_typer(ingest_app, name="ingest")
