@@ -130,7 +130,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller synthetic universe (24 symbols)")
     args = ap.parse_args()
-    console = Console()
+    console = Console(width=170)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         hourly = REAL / "equities" / "hourly" / "market-base"
