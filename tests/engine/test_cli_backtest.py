@@ -102,3 +102,15 @@ def test_nautilus_logging_is_quiet_by_default(config: Path) -> None:
     assert proc.returncode == 0
     assert "[INFO]" not in proc.stdout + proc.stderr
     assert len((proc.stdout + proc.stderr).splitlines()) < 40
+
+
+def test_usage_errors_exit_2_with_clicks_message() -> None:
+    proc = sigtrade("backtest")
+    assert proc.returncode == 2
+    assert "Missing argument" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_messages_with_brackets_are_printed_verbatim(tmp_path: Path) -> None:
+    proc = sigtrade("backtest", str(tmp_path / "[weird]" / "cfg.toml"))
+    assert proc.returncode == 2
+    assert "[weird]" in proc.stderr

@@ -1,0 +1,181 @@
+"""CLI: ``sigtrade train CONFIG``, ``sigtrade export RUN --out models/NAME``, ``sigtrade evaluate MODEL``.
+
+The research stack (torch, onnx, matplotlib) is the ``[research]`` extra. ``engine`` never
+imports ``research`` or torch (a checked contract), so these commands load it by module
+name at run time (:func:`_research`) and say how to install it when it is missing; the
+help works on a core-only install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import shlex
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from engine.errors import MissingExtraError
+
+console = Console(stderr=True)
+_INSTALL = "pip install -e '.[research]' (install torch first: see README)"
+
+
+def _research(module: str, needs: tuple[str, ...] = ("torch", "onnx")) -> ModuleType:
+    """Import ``research.<module>`` by name, or explain which extra is missing."""
+    for dep in needs:
+        if importlib.util.find_spec(dep) is None:
+            # escaped: the CLI's error handler prints messages as rich markup ('[research]' is a tag)
+            raise MissingExtraError(escape(f"this command needs {dep}, part of the research stack: {_INSTALL}"))
+    return importlib.import_module(f"research.{module}")
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if isinstance(value, float):
+        return "-" if value != value else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _command(verb: str, *args: str, sets: list[str] | None = None) -> str:
+    parts = ["sigtrade", verb, *args]
+    for item in sets or []:
+        parts += ["--set", item]
+    return shlex.join(parts)
+
+
+def train(
+    config: Annotated[Path, typer.Argument(help="Training config (TOML), e.g. config/train_demo_mlp.toml.")],
+    set_: Annotated[list[str], typer.Option("--set", help="Override a field: --set train.epochs=3 (repeatable).")] = [],  # noqa: B006
+    quiet: Annotated[bool, typer.Option("--quiet", help="No per-epoch table or progress bar.")] = False,
+) -> None:
+    """Train a signal model; keep the best checkpoint in runs/<name>/best.pt (Ctrl-C keeps it too)."""
+    rconfig = _research("config")
+    rtrain = _research("train")
+    cfg = rconfig.load_train_config(config, set_)
+    command = _command("train", str(config), sets=set_)
+    with console.status("building labelled windows ..."):
+        data = rtrain.prepare_data(cfg)
+    device = rtrain.resolve_device(cfg.train.device)
+    summary = Table(title=f"run '{cfg.run_name}' -> {cfg.run_path}", title_justify="left")
+    for col in ("split", "range", "windows", "positive rate", "first decision bar", "last decision bar"):
+        summary.add_column(col)
+    for name, sp in data.splits.items():
+        s = sp.summary()
+        summary.add_row(name, s["range"], f"{s['samples']:,}", _fmt(s["pos_rate"], 3),
+                        s["first_decision_bar"] or "-", s["last_decision_bar"] or "-")
+    console.print(summary)
+    console.print(
+        f"{cfg.model.architecture} | {len(data.symbols)} symbols | lookback {data.lookback} | "
+        f"{cfg.label.kind} label, horizon {data.horizon} | purge {data.purge} bars | device {device}",
+        highlight=False,
+    )
+    show = not quiet
+    progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console, transient=True,
+                        disable=quiet or not console.is_terminal)
+    task = progress.add_task("train", total=1, epoch=1)
+
+    def on_batch(epoch: int, batch: int, n_batches: int) -> None:
+        progress.update(task, completed=batch, total=n_batches, epoch=epoch)
+
+    def on_epoch(epoch: int, m: dict[str, float]) -> None:
+        if show:
+            console.print(
+                f"epoch {epoch:>3}  loss {m['train_loss']:.4f}/{m['val_loss']:.4f}  "
+                f"F1 {m['val_f1']:.4f}  PR-AUC {m['val_pr_auc']:.4f}  ROC-AUC {m['val_roc_auc']:.4f}  "
+                f"lr {m['lr']:.2e}  {m['epoch_s']:.1f}s{'  *best' if m['best'] else ''}",
+                highlight=False,
+            )
+
+    try:
+        with progress:
+            result = rtrain.train(cfg, data=data, command=command, on_epoch=on_epoch, on_batch=on_batch)
+    except rtrain.TrainingInterrupted as exc:
+        r = exc.result
+        where = (f"best checkpoint kept: {r.checkpoint} (epoch {r.best_epoch}, "
+                 f"{r.metric_name} {r.best_metric:.4f})" if r.checkpoint else "no epoch finished: nothing saved")
+        console.print(f"[yellow]interrupted[/] after {r.epochs_run} epoch(s); {where}", highlight=False)
+        sys.exit(130)
+    v = result.validation
+    console.print(
+        f"[green]{result.status}[/] after {result.epochs_run} epoch(s): best epoch {result.best_epoch}, "
+        f"validation {result.metric_name} {result.best_metric:.4f}; at threshold {v.get('threshold', 0.5):.2f}: "
+        f"F1 {v.get('f1', float('nan')):.4f}, PR-AUC {v.get('pr_auc', float('nan')):.4f}, "
+        f"ROC-AUC {v.get('roc_auc', float('nan')):.4f}\n"
+        f"{result.samples_per_s:,.0f} training samples/s, data loading {result.data_share:.1%} of the "
+        f"training time\ncheckpoint: {result.checkpoint}\nnext: sigtrade export {result.run_dir} "
+        f"--out models/{cfg.run_name}",
+        highlight=False,
+    )
+
+
+def export(
+    source: Annotated[Path, typer.Argument(help="Run folder (runs/<name>) or its best.pt.")],
+    out: Annotated[Path, typer.Option("--out", help="Artifact folder, e.g. models/<name>.")],
+    name: Annotated[str | None, typer.Option("--name", help="Model name in the card (default: the folder name).")] = None,
+) -> None:
+    """Export a checkpoint to model.onnx + card.json (opset 17, sigmoid inside) and validate it."""
+    rexport = _research("export")
+    command = _command("export", str(source), "--out", str(out), *(["--name", name] if name else []))
+    result = rexport.export(source, out, name=name, command=command)
+    card = result.card
+    v = card.metrics.get("validation", {})
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    console.print(
+        f"[green]valid[/]: {result.path} - {card.architecture}, lookback {card.lookback}, "
+        f"{card.n_features} features{', asset ids' if card.has_asset_ids else ''}; threshold "
+        f"{card.threshold:.2f}, validation F1 {_fmt(v.get('f1'))}, PR-AUC {_fmt(v.get('pr_auc'))}, "
+        f"ROC-AUC {_fmt(v.get('roc_auc'))}; torch vs onnxruntime max |diff| {result.max_abs_diff:.1e}; "
+        f"sha256 {card.onnx_sha256[:12]}...",
+        highlight=False,
+    )
+
+
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model folder (models/<name>).")],
+    split: Annotated[str, typer.Option("--split", help="train, validation or test.")] = "test",
+    config: Annotated[Path | None, typer.Option("--config", help="Training config, if the folder lacks train_config.json.")] = None,
+    catalog: Annotated[str | None, typer.Option("--catalog", help="Read bars from this catalog instead of the training one.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default out/evaluate/<model>/<split>).")] = None,
+) -> None:
+    """Score a split with the exported model: metrics, threshold grid, PR and ROC curves."""
+    revaluate = _research("evaluate", needs=("matplotlib",))
+    with console.status(f"scoring the {split} split ..."):
+        result = revaluate.evaluate(model, split, config=config, catalog=catalog, out=out)
+    m = result.metrics
+    table = Table(title=f"{m['model']} on {split} ({m['range']}): {m['samples']:,} windows, "
+                        f"{m['pos_rate']:.1%} positive", title_justify="left")
+    for col in ("metric", f"at card threshold {m['threshold']:.2f}", "at 0.5"):
+        table.add_column(col, justify="right")
+    for key in ("accuracy", "precision", "recall", "f1"):
+        table.add_row(key, _fmt(m[key]), _fmt(m[f"{key}_at_0.5"]))
+    table.add_row("PR-AUC", _fmt(m["pr_auc"]), "")
+    table.add_row("ROC-AUC", _fmt(m["roc_auc"]), "")
+    out_console = Console()
+    out_console.print(table)
+    grid = result.grid
+    coarse = grid[(grid["threshold"] * 100).round().astype(int) % 5 == 0]
+    gt = Table(title="threshold grid (every 0.05; 0.01 steps in threshold_grid.csv)", title_justify="left")
+    for col in ("threshold", "precision", "recall", "F1", "predicted positive"):
+        gt.add_column(col, justify="right")
+    for row in coarse.itertuples(index=False):
+        gt.add_row(f"{row.threshold:.2f}", _fmt(row.precision), _fmt(row.recall), _fmt(row.f1),
+                   f"{row.predicted_pos_rate:.1%}")
+    out_console.print(gt)
+    out_console.print("written: " + ", ".join(str(f) for f in result.files), highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Register ``train``, ``export`` and ``evaluate`` on *app* (once)."""
+    have = {info.name for info in app.registered_commands}
+    for verb, func in (("train", train), ("export", export), ("evaluate", evaluate)):
+        if verb not in have:
+            app.command(verb)(func)

@@ -1,0 +1,242 @@
+"""Export a training checkpoint to a model artifact the engine loads: ``model.onnx`` + ``card.json``.
+
+The graph follows the contract in :mod:`models.card`: input ``features`` ``[-1, L, F]``
+float32 (already scaled), input ``asset_id`` ``[-1]`` int64 when the network has an
+asset embedding, output ``probability`` ``[-1]`` float32 with the sigmoid inside the
+graph; ONNX opset 17, dynamic batch axis. The card records the scaler fitted on the
+training split, the asset map, the label, the decision threshold (the grid threshold
+with the best validation F1 among those calling 1-95 % of windows positive, see
+:func:`research.metrics.best_threshold`), the data ranges, the exact command that reproduces the
+artifact, and the best epoch's validation metrics including ``f1`` (at that threshold)
+and ``prob_quantiles`` (101 percentiles of the validation probabilities, used by
+``rank_average`` ensembles).
+
+Before returning, the export scores seeded random windows with torch and onnxruntime
+(max abs difference must be <= 1e-5) and runs :func:`models.card.validate_artifact`.
+The resolved training config is written beside the card as ``train_config.json`` so
+``sigtrade evaluate`` can rebuild the same splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from engine.errors import ConfigError
+from models.card import (
+    CARD_FILE,
+    MODEL_FILE,
+    FeatureSetRef,
+    LabelSpec,
+    ModelCard,
+    OutputSpec,
+    Scaler,
+    TensorSpec,
+    TrainingInfo,
+    validate_artifact,
+    write_card,
+)
+from models.errors import ModelContractError
+from research.config import MODEL_CONFIG_FILE
+from research.nets import SignalNet
+from research.train import load_checkpoint, net_from_checkpoint
+
+__all__ = ["OPSET", "PARITY_TOL", "ExportResult", "export", "onnx_bytes"]
+
+OPSET = 17
+PARITY_TOL = 1e-5
+OUTPUT_NAME = "probability"
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the artifact went and what it says."""
+
+    path: Path
+    card: ModelCard
+    max_abs_diff: float
+    warnings: list[str]
+
+
+class _WithIds(nn.Module):
+    def __init__(self, net: SignalNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, features: torch.Tensor, asset_id: torch.Tensor) -> torch.Tensor:
+        return self.net(features, asset_id)
+
+
+class _NoIds(nn.Module):
+    def __init__(self, net: SignalNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features)
+
+
+def onnx_bytes(net: SignalNet, n_assets: int = 0) -> bytes:
+    """Serialise *net* (eval mode) to ONNX bytes with the card's input and output names."""
+    net = net.eval()
+    x = torch.zeros(2, net.lookback, net.n_features)
+    dynamic: dict[str, dict[int, str]] = {"features": {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+    if net.uses_asset_id:
+        module: nn.Module = _WithIds(net)
+        args: tuple[torch.Tensor, ...] = (x, torch.zeros(2, dtype=torch.long))
+        names = ["features", "asset_id"]
+        dynamic["asset_id"] = {0: "batch"}
+    else:
+        module, args, names = _NoIds(net), (x,), ["features"]
+    module.eval()  # the exporter restores the wrapper's mode afterwards: it must be eval too
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # legacy-exporter deprecation, tracer and GRU batch notes
+        torch.onnx.export(
+            module, args, buf, dynamo=False, input_names=names, output_names=[OUTPUT_NAME],
+            opset_version=OPSET, dynamic_axes=dynamic, do_constant_folding=True,
+        )
+    model = onnx.load_from_string(buf.getvalue())
+    model.producer_name = "sigtrade.research"
+    model.doc_string = f"sigtrade {net.architecture} signal model: probability that the label is positive"
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
+def _parity(blob: bytes, net: SignalNet, n_assets: int, seed: int = 0, n: int = 64) -> float:
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, net.lookback, net.n_features)).astype(np.float32)
+    feeds: dict[str, np.ndarray] = {"features": x}
+    ids = None
+    if net.uses_asset_id:
+        ids = rng.integers(0, n_assets, n).astype(np.int64)
+        feeds["asset_id"] = ids
+    session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    net.eval()
+    got = np.asarray(session.run([OUTPUT_NAME], feeds)[0]).reshape(-1)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x), None if ids is None else torch.from_numpy(ids)).numpy()
+    return float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64))))
+
+
+def _write_bytes(file: Path, blob: bytes) -> None:
+    """Write through a temp file in the same folder and a rename (never a half-written file)."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", dir=file.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(blob)
+        os.replace(tmp, file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _finite_metrics(values: dict[str, Any]) -> dict[str, float | list[float]]:
+    out: dict[str, float | list[float]] = {}
+    for key, value in values.items():
+        if isinstance(value, list):
+            out[key] = [float(v) for v in value]
+        elif isinstance(value, int | float) and math.isfinite(float(value)):
+            out[key] = float(value)
+    return out
+
+
+def export(
+    source: str | Path,
+    out: str | Path,
+    *,
+    name: str | None = None,
+    command: str | None = None,
+) -> ExportResult:
+    """Export the checkpoint at *source* (a run folder or a ``best.pt``) to the folder *out*.
+
+    Parameters
+    ----------
+    source : path
+        ``runs/<name>`` or ``runs/<name>/best.pt``.
+    out : path
+        Artifact folder, e.g. ``models/<name>``; created if needed, files replaced.
+    name : str, optional
+        The card's model name; default the folder's name.
+    command : str, optional
+        How the export was run (appended to the training command in the card).
+
+    Raises
+    ------
+    ConfigError
+        No checkpoint at *source*.
+    ModelContractError
+        The ONNX graph disagrees with torch beyond 1e-5 or fails validation.
+    """
+    ckpt = load_checkpoint(source)
+    net, cfg = net_from_checkpoint(ckpt)
+    out = Path(out)
+    n_assets = int(ckpt["n_assets"])
+    blob = onnx_bytes(net, n_assets)
+    diff = _parity(blob, net, n_assets)
+    if not diff <= PARITY_TOL:
+        raise ModelContractError(
+            f"ONNX export of {source} disagrees with torch by {diff:.2e} (> {PARITY_TOL:g}) on "
+            "random windows; report this with the checkpoint"
+        )
+    validation = dict(ckpt.get("validation") or {})
+    if "f1" not in validation or "prob_quantiles" not in validation:
+        raise ConfigError(f"checkpoint {ckpt['path']} has no validation metrics; retrain it")
+    fs = ckpt["feature_set"]
+    lookback, n_features = int(ckpt["lookback"]), int(ckpt["n_features"])
+    inputs = [TensorSpec(name="features", shape=(-1, lookback, n_features), dtype="float32")]
+    if net.uses_asset_id:
+        inputs.append(TensorSpec(name="asset_id", shape=(-1,), dtype="int64"))
+    data = ckpt["data"]
+    train_cmd = ckpt.get("command") or "research.train.train(config) from Python (no CLI command recorded)"
+    export_cmd = command or f"sigtrade export {source} --out {out}"
+    card = ModelCard(
+        name=name or out.name,
+        architecture=str(ckpt["architecture"]),
+        feature_set=FeatureSetRef(name=fs["name"], version=str(fs["version"]), features=tuple(fs["features"])),
+        lookback=lookback,
+        bar=cfg.data.bar,
+        scaler=Scaler(mean=tuple(float(v) for v in ckpt["scaler"]["mean"]),
+                      std=tuple(float(v) for v in ckpt["scaler"]["std"])),
+        asset_map={str(k): int(v) for k, v in ckpt["asset_map"].items()} if net.uses_asset_id else None,
+        inputs=tuple(inputs),
+        output=OutputSpec(name=OUTPUT_NAME, shape=(-1,)),
+        label=LabelSpec(kind=ckpt["label"]["kind"], horizon=int(ckpt["label"]["horizon"]),
+                        params=dict(ckpt["label"]["params"])),
+        threshold=float(validation.get("threshold", 0.5)),
+        training=TrainingInfo(
+            data_start=str(data.get("data_start", "")), data_end=str(data.get("data_end", "")),
+            train=str(data.get("train", "")), validation=str(data.get("validation", "")),
+            test=str(data.get("test", "")), command=f"{train_cmd} && {export_cmd}",
+            seed=int(ckpt["seed"]),
+        ),
+        metrics={"validation": {**_finite_metrics(validation), "epoch": float(ckpt["epoch"])}},
+        sentiment=None,
+        onnx_sha256=hashlib.sha256(blob).hexdigest(),
+        opset=OPSET,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    _write_bytes(out / MODEL_FILE, blob)
+    write_card(card, out / CARD_FILE)
+    config = json.dumps(ckpt["config"], indent=2, sort_keys=True) + "\n"
+    _write_bytes(out / MODEL_CONFIG_FILE, config.encode("utf-8"))
+    for file in (MODEL_FILE, CARD_FILE, MODEL_CONFIG_FILE):
+        (out / file).chmod(0o644)  # temp files are created 0600
+    card, warns = validate_artifact(out)
+    return ExportResult(path=out, card=card, max_abs_diff=diff, warnings=warns)
