@@ -335,6 +335,7 @@ def load_train_config(path: str | Path, overrides: list[str] | None = None) -> T
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc}); fix the line it names") from None
     raw = apply_overrides(raw, overrides or [])
+    raw.pop("tune", None)  # the [tune] table belongs to `sigtrade tune` (research.tune)
     cfg = train_config_from_dict(raw, str(p))
     if not cfg.output.name:
         cfg = msgspec.structs.replace(cfg, output=msgspec.structs.replace(cfg.output, name=p.stem))

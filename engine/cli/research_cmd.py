@@ -18,7 +18,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -32,8 +31,7 @@ def _research(module: str, needs: tuple[str, ...] = ("torch", "onnx")) -> Module
     """Import ``research.<module>`` by name, or explain which extra is missing."""
     for dep in needs:
         if importlib.util.find_spec(dep) is None:
-            # escaped: the CLI's error handler prints messages as rich markup ('[research]' is a tag)
-            raise MissingExtraError(escape(f"this command needs {dep}, part of the research stack: {_INSTALL}"))
+            raise MissingExtraError(f"this command needs {dep}, part of the research stack: {_INSTALL}")
     return importlib.import_module(f"research.{module}")
 
 
@@ -54,12 +52,15 @@ def train(
     config: Annotated[Path, typer.Argument(help="Training config (TOML), e.g. config/train_demo_mlp.toml.")],
     set_: Annotated[list[str], typer.Option("--set", help="Override a field: --set train.epochs=3 (repeatable).")] = [],  # noqa: B006
     quiet: Annotated[bool, typer.Option("--quiet", help="No per-epoch table or progress bar.")] = False,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")] = None,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Record the run in MLflow (params, per-epoch metrics, checkpoint).")] = True,
 ) -> None:
     """Train a signal model; keep the best checkpoint in runs/<name>/best.pt (Ctrl-C keeps it too)."""
     rconfig = _research("config")
     rtrain = _research("train")
     cfg = rconfig.load_train_config(config, set_)
     command = _command("train", str(config), sets=set_)
+    tracker = _research("tracking", needs=("mlflow",)).Tracker(tracking_uri) if track else None  # checked before any training
     with console.status("building labelled windows ..."):
         data = rtrain.prepare_data(cfg)
     device = rtrain.resolve_device(cfg.train.device)
@@ -96,7 +97,7 @@ def train(
 
     try:
         with progress:
-            result = rtrain.train(cfg, data=data, command=command, on_epoch=on_epoch, on_batch=on_batch)
+            result = (tracker.train if tracker else rtrain.train)(cfg, data=data, command=command, on_epoch=on_epoch, on_batch=on_batch)
     except rtrain.TrainingInterrupted as exc:
         r = exc.result
         where = (f"best checkpoint kept: {r.checkpoint} (epoch {r.best_epoch}, "
@@ -111,7 +112,7 @@ def train(
         f"ROC-AUC {v.get('roc_auc', float('nan')):.4f}\n"
         f"{result.samples_per_s:,.0f} training samples/s, data loading {result.data_share:.1%} of the "
         f"training time\ncheckpoint: {result.checkpoint}\nnext: sigtrade export {result.run_dir} "
-        f"--out models/{cfg.run_name}",
+        f"--out models/{cfg.run_name}" + (f"\nMLflow run {tracker.last_run_id} in {tracker.uri}" if tracker else ""),
         highlight=False,
     )
 
@@ -126,6 +127,7 @@ def export(
     command = _command("export", str(source), "--out", str(out), *(["--name", name] if name else []))
     result = rexport.export(source, out, name=name, command=command)
     card = result.card
+    tracked = _research("tracking", needs=("mlflow",)).attach_export(source, out) if importlib.util.find_spec("mlflow") else None
     v = card.metrics.get("validation", {})
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -134,7 +136,7 @@ def export(
         f"{card.n_features} features{', asset ids' if card.has_asset_ids else ''}; threshold "
         f"{card.threshold:.2f}, validation F1 {_fmt(v.get('f1'))}, PR-AUC {_fmt(v.get('pr_auc'))}, "
         f"ROC-AUC {_fmt(v.get('roc_auc'))}; torch vs onnxruntime max |diff| {result.max_abs_diff:.1e}; "
-        f"sha256 {card.onnx_sha256[:12]}...",
+        f"sha256 {card.onnx_sha256[:12]}..." + (f"\n{tracked}" if tracked else ""),
         highlight=False,
     )
 

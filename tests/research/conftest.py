@@ -17,6 +17,12 @@ TINY = SampleSpec(seed=11, n_symbols=3, start="2023-01-03", end="2023-06-30")
 TINY_RANGES = {"train": "..2023-03-31", "validation": "2023-04-01..2023-05-15", "test": "2023-05-16.."}
 
 
+@pytest.fixture(autouse=True)
+def _tracking_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep MLflow runs of the tests out of the project's own ./mlruns."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
 @pytest.fixture(scope="session")
 def tiny_frames() -> dict[str, pd.DataFrame]:
     """Bar frames of the tiny synthetic universe."""

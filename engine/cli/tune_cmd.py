@@ -1,0 +1,126 @@
+"""CLI: ``sigtrade tune CONFIG --trials N [--storage URL] [--study NAME]`` - Optuna search.
+
+Like the other research commands, the research stack (torch, optuna, mlflow) is loaded
+by module name at run time, so ``engine`` never imports it and ``--help`` works on a
+core-only install; a missing extra is a :class:`~engine.errors.MissingExtraError` with
+the install hint. Several processes given the same ``--storage`` (a PostgreSQL or MySQL
+URL) and ``--study`` join one study, on one machine or many.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from engine.cli.research_cmd import _research
+
+console = Console(stderr=True)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "-" if value != value else f"{value:.4g}"
+    return str(value)
+
+
+def tune(
+    config: Annotated[Path, typer.Argument(help="Training config (TOML) with an optional \\[tune] table, e.g. config/train_demo_gru.toml.")],
+    trials: Annotated[int, typer.Option("--trials", min=1, help="Trials this process runs (other workers add theirs).")] = 20,
+    storage: Annotated[str | None, typer.Option("--storage", help="Optuna storage (SQLAlchemy URL), e.g. postgresql+psycopg2://user:pass@host:5432/db. Default: sqlite:///runs/optuna.db.")] = None,
+    study: Annotated[str | None, typer.Option("--study", help="Study name; workers with the same storage and name join it. Default: the config's name.")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="Override a field: --set train.epochs=5 or --set tune.pruner=hyperband (repeatable).")] = [],  # noqa: B006
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")] = None,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Record every trial as an MLflow run.")] = True,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Stop starting trials after this many seconds.")] = None,
+    export_best: Annotated[Path | None, typer.Option("--export-best", help="Export the study's best trial to this folder, e.g. models/<name>.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No per-trial lines or progress bar.")] = False,
+) -> None:
+    """Search hyper-parameters with Optuna (TPE, median or Hyperband pruning); every trial is an MLflow run."""
+    needs = ("torch", "onnx", "optuna", "mlflow") if track else ("torch", "onnx", "optuna")
+    rtune = _research("tune", needs=needs)
+    cfg, tune_cfg = rtune.load_tune_config(config, set_)
+    with console.status("opening the study and the tracking store ..."):
+        session = rtune.TuneSession(cfg, tune_cfg, storage=storage, study_name=study,
+                                    tracking_uri=tracking_uri, track=track, config_path=str(config),
+                                    overrides=set_)
+    with console.status("building labelled windows ..."):
+        data = session.prepare()
+    archs = ", ".join(tune_cfg.architectures or [cfg.model.architecture])
+    where = f"tracking {session.tracker.uri}" if session.tracker is not None else "no tracking"
+    console.print(
+        f"study '{session.study_name}' in {session.storage_shown} | maximise validation {tune_cfg.metric} | "
+        f"pruner {tune_cfg.pruner} | {archs} | {len(data.symbols)} symbols, "
+        f"{data.splits['train'].n:,} train windows | {where} | worker {session.worker}",
+        highlight=False,
+    )
+    show = not quiet
+    progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, transient=True, disable=quiet or not console.is_terminal)
+    task = progress.add_task("tune", total=trials)
+
+    def on_trial(frozen: Any) -> None:
+        progress.advance(task)
+        if not show:
+            return
+        attrs = frozen.user_attrs
+        state = frozen.state.name.lower()
+        value = _fmt(frozen.value) if frozen.value is not None else "-"
+        if state == "fail":
+            detail = frozen.system_attrs.get("fail_reason", "")
+            console.print(f"trial {frozen.number:>4} [red]failed[/]: {detail}", highlight=False)
+            return
+        params = "  ".join(f"{k}={_fmt(v)}" for k, v in frozen.params.items())
+        console.print(
+            f"trial {frozen.number:>4} {state:<8} {tune_cfg.metric} {value:<7} "
+            f"epochs {attrs.get('epochs_run', '-')}  {params}",
+            highlight=False,
+        )
+
+    interrupted = False
+    try:
+        with progress:
+            summary = session.optimize(trials, timeout=timeout, on_trial=on_trial)
+    except KeyboardInterrupt:
+        interrupted = True
+        summary = session.summarize()
+    _print_summary(summary, tune_cfg.metric)
+    if interrupted:
+        console.print("[yellow]interrupted[/]: the running trial is marked failed (its MLflow run "
+                      "killed, its best checkpoint kept); the study keeps every finished trial",
+                      highlight=False)
+        sys.exit(130)
+    if export_best is not None:
+        result = session.export_best(summary, export_best)
+        console.print(f"[green]exported[/] trial {summary.best_number} to {result.path} "
+                      f"(torch vs onnxruntime max |diff| {result.max_abs_diff:.1e})", highlight=False)
+
+
+def _print_summary(summary: Any, metric: str) -> None:
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.counts.items())) or "no trials"
+    out = Console()
+    if summary.best_number is None:
+        out.print(f"study '{summary.study}': {counts}; no completed trial yet", highlight=False)
+    else:
+        table = Table(title=f"study '{summary.study}': best trial {summary.best_number}, validation "
+                            f"{metric} {summary.best_value:.4f} ({counts})", title_justify="left")
+        table.add_column("hyper-parameter")
+        table.add_column("best value", justify="right")
+        for name, value in summary.best_params.items():
+            table.add_row(name, _fmt(value))
+        out.print(table)
+        out.print(f"reproduce: {summary.best_command}", highlight=False, soft_wrap=True)
+        if summary.best_run_id:
+            out.print(f"MLflow run of the best trial: {summary.best_run_id}", highlight=False)
+    out.print("written: " + ", ".join(str(f) for f in summary.files), highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Register ``tune`` on *app* (once)."""
+    if "tune" not in {info.name for info in app.registered_commands}:
+        app.command("tune")(tune)
