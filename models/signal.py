@@ -1,0 +1,423 @@
+"""The signal facade strategies use: bars in, probabilities out, batch or streaming.
+
+:func:`load_signal_model` opens a single model folder (``card.json``) or an ensemble folder
+(``ensemble.json``) as one :class:`SignalModel`:
+
+* :meth:`SignalModel.probabilities` - batch: features of a whole bar frame, scaled with
+  each member's card scaler, windows, probabilities (one pass, for backtests);
+* :meth:`SignalModel.probabilities_many` - the same for a universe, optionally split
+  across worker processes (one single-threaded onnxruntime session per process is the
+  fastest layout for recurrent models);
+* :meth:`SignalModel.stream` - a :class:`SignalStream` fed one bar at a time; its
+  :meth:`~SignalStream.score` scores the latest window of every listed symbol in ONE
+  onnxruntime call per member (paper/live trading).
+
+Streaming and batch give the same probability at the same bar (the feature pipeline is
+bit-identical in both modes; onnxruntime may differ in the last float32 bits between
+batch sizes: |diff| < 1e-6, pinned by tests/models/test_signal.py).
+
+Warm-up is a wait, not an error: the probability is NaN for the first
+:attr:`SignalModel.warmup_bars` bars of a symbol (feature warm-up + lookback - 1, the
+largest over members), for any window with a NaN feature, and everywhere for a history
+shorter than that.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.card import CARD_FILE
+from models.ensemble import ENSEMBLE_FILE, Ensemble, load_ensemble
+from models.errors import CardMismatchError, ModelContractError
+from models.feature_set import FeatureSetSpec, get_feature_set
+from models.features import StreamingFeatures, compute_features, scale, warmup_bars
+from models.onnx_model import OnnxSignalModel
+
+__all__ = ["SignalModel", "SignalStream", "load_signal_model"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One ONNX model with how to build its inputs from a feature-set matrix."""
+
+    model: OnnxSignalModel
+    spec: FeatureSetSpec
+    columns: np.ndarray  # indices of the card's features in spec.features
+    mean: np.ndarray
+    std: np.ndarray
+    warmup: int  # leading NaN probabilities: feature warm-up + lookback - 1
+
+    @classmethod
+    def of(cls, model: OnnxSignalModel) -> _Member:
+        ref = model.card.feature_set
+        spec = get_feature_set(ref.name, ref.version)
+        columns = np.array([spec.features.index(f) for f in ref.features], dtype=np.intp)
+        return cls(
+            model=model,
+            spec=spec,
+            columns=columns,
+            mean=np.asarray(model.card.scaler.mean, dtype=np.float32),
+            std=np.asarray(model.card.scaler.std, dtype=np.float32),
+            warmup=warmup_bars(spec) + model.lookback - 1,
+        )
+
+    def inputs(self, feature_rows: np.ndarray) -> np.ndarray:
+        """Scaled float32 inputs from feature-set rows ``(..., F_set)`` float64."""
+        return scale(feature_rows[..., self.columns], self.mean, self.std)
+
+    def asset_id(self, symbol: str) -> int | None:
+        amap = self.model.card.asset_map
+        if amap is None:
+            return None
+        if symbol not in amap:
+            known = ", ".join(sorted(amap))
+            raise ModelContractError(
+                f"model '{self.model.name}' has an asset embedding and does not know symbol "
+                f"'{symbol}' (known: {known}); score only symbols it was trained on, or use a "
+                f"model without asset ids"
+            )
+        return int(amap[symbol])
+
+
+class SignalModel:
+    """A single model or an ensemble behind one interface (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        bar: str,
+        threshold: float,
+        members: Sequence[OnnxSignalModel],
+        *,
+        path: Path,
+        ensemble: Ensemble | None = None,
+    ) -> None:
+        self.name = name
+        self.bar = bar
+        self.threshold = float(threshold)
+        self.path = path
+        self.ensemble = ensemble
+        self._members = [_Member.of(m) for m in members]
+        self._specs: dict[tuple[str, str], FeatureSetSpec] = {
+            (m.spec.name, m.spec.version): m.spec for m in self._members
+        }
+        self._combine: Callable[[np.ndarray], np.ndarray] = (
+            ensemble.combine if ensemble is not None else (lambda probs: probs[0])
+        )
+
+    # --- description ---------------------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        """``"single"`` or ``"ensemble"``."""
+        return "single" if self.ensemble is None else "ensemble"
+
+    @property
+    def models(self) -> list[OnnxSignalModel]:
+        """The member ONNX models (one for a single model)."""
+        return [m.model for m in self._members]
+
+    @property
+    def warmup_bars(self) -> int:
+        """Leading bars without a probability: max over members of feature warm-up + lookback - 1."""
+        return max(m.warmup for m in self._members)
+
+    @property
+    def bars_needed(self) -> int:
+        """Bars of history before the first probability (``warmup_bars + 1``)."""
+        return self.warmup_bars + 1
+
+    def check_bar(self, bar: str) -> None:
+        """Refuse data of another bar size than the model was trained on."""
+        if bar != self.bar:
+            raise CardMismatchError(
+                str(self.path), "bar", repr(self.bar), f"{bar!r} (the data)",
+                "score the model on the bar size it was trained on, or retrain it",
+            )
+
+    def check_symbols(self, symbols: Iterable[str]) -> None:
+        """Raise ModelContractError if a member with an asset embedding does not know a symbol."""
+        for symbol in symbols:
+            for member in self._members:
+                member.asset_id(symbol)
+
+    # --- batch -----------------------------------------------------------------------------
+
+    def _feature_rows(
+        self, frame: pd.DataFrame, sentiment: pd.Series | None
+    ) -> dict[tuple[str, str], np.ndarray]:
+        return {
+            key: compute_features(frame, sentiment, spec).to_numpy(dtype=np.float64)
+            for key, spec in self._specs.items()
+        }
+
+    def probabilities(
+        self, frame: pd.DataFrame, symbol: str, sentiment: pd.Series | None = None
+    ) -> pd.Series:
+        """Probability at every bar of *frame* (batch, causal: bar t uses bars <= t only).
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            Bars of *symbol*: index = bar close times (UTC), float columns ``open, high,
+            low, close, volume``.
+        symbol : str
+            The instrument (asset id of models with an asset embedding).
+        sentiment : pandas.Series, optional
+            News sentiment per bar close time (0 where absent).
+
+        Returns
+        -------
+        pandas.Series
+            float64, same index as *frame*, named after the model; NaN for the first
+            :attr:`warmup_bars` bars and wherever a window holds a NaN feature.
+        """
+        ids = [m.asset_id(symbol) for m in self._members]
+        rows = self._feature_rows(frame, sentiment)
+        n = len(frame)
+        if n < self.bars_needed:
+            logger.warning(
+                "model '%s': %s has %d bars, fewer than the %d needed before the first "
+                "probability (feature warm-up + lookback); all probabilities are NaN",
+                self.name, symbol, n, self.bars_needed,
+            )
+        probs = np.empty((len(self._members), n), dtype=np.float64)
+        for k, (member, asset_id) in enumerate(zip(self._members, ids, strict=True)):
+            x = member.inputs(rows[(member.spec.name, member.spec.version)])
+            p = member.model.predict_series(x, asset_id)
+            p[: member.warmup] = np.nan
+            probs[k] = p
+        return pd.Series(self._combine(probs), index=frame.index, name=self.name)
+
+    def probabilities_many(
+        self,
+        frames: Mapping[str, pd.DataFrame],
+        sentiment: Mapping[str, pd.Series] | None = None,
+        processes: int = 1,
+    ) -> dict[str, pd.Series]:
+        """:meth:`probabilities` for every symbol of *frames*, optionally in worker processes.
+
+        With ``processes > 1`` the symbols are split across that many spawned processes,
+        each with its own single-threaded session (features are computed there too).
+        Results are identical to the in-process ones.
+        """
+        self.check_symbols(frames)
+        sentiment = sentiment or {}
+        if processes <= 1 or len(frames) <= 1:
+            return {s: self.probabilities(f, s, sentiment.get(s)) for s, f in frames.items()}
+        # worker processes score with onnxruntime's CPU provider, one thread each
+        with ProcessPoolExecutor(
+            max_workers=min(int(processes), len(frames)),
+            mp_context=get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(str(self.path),),
+        ) as pool:
+            futures = {
+                s: pool.submit(_worker_score, s, f, sentiment.get(s)) for s, f in frames.items()
+            }
+            return {s: fut.result() for s, fut in futures.items()}
+
+    # --- streaming -------------------------------------------------------------------------
+
+    def stream(self, symbols: Sequence[str], max_history: int = 5000) -> SignalStream:
+        """A streaming scorer for *symbols* (see :class:`SignalStream`)."""
+        return SignalStream(self, symbols, max_history=max_history)
+
+    def __repr__(self) -> str:
+        return (
+            f"SignalModel(name={self.name!r}, kind={self.kind!r}, bar={self.bar!r}, "
+            f"members={[m.model.name for m in self._members]}, warmup_bars={self.warmup_bars})"
+        )
+
+
+class SignalStream:
+    """Bar-by-bar features and windows for a universe; one ORT call per member per score.
+
+    Each symbol keeps one :class:`~models.features.StreamingFeatures` per feature set and,
+    per member, its latest scaled window ``(L, F)`` inside one ``(S, L, F)`` array, so
+    :meth:`score` gathers the universe's windows without Python loops.
+
+    Parameters
+    ----------
+    model : SignalModel
+        The model (single or ensemble).
+    symbols : sequence of str
+        The universe; a member with an asset embedding must know every symbol.
+    max_history : int
+        Bars kept per symbol by the streaming features (exact equality with batch holds
+        while a symbol has seen at most this many bars).
+    """
+
+    def __init__(self, model: SignalModel, symbols: Sequence[str], max_history: int = 5000) -> None:
+        symbols = list(dict.fromkeys(symbols))
+        model.check_symbols(symbols)
+        self.model = model
+        self.symbols = symbols
+        self._index = {s: i for i, s in enumerate(symbols)}
+        members = model._members
+        self._members = members
+        self._features = {
+            key: [StreamingFeatures(spec, max_history) for _ in symbols]
+            for key, spec in model._specs.items()
+        }
+        self._windows = [
+            np.full((len(symbols), m.model.lookback, m.model.n_features), np.nan, np.float32)
+            for m in members
+        ]
+        self._ids: list[np.ndarray | None] = []
+        for m in members:
+            has_ids = m.model.card.has_asset_ids
+            self._ids.append(np.array([m.asset_id(s) for s in symbols], np.int64) if has_ids else None)
+        self._n_bars = np.zeros(len(symbols), dtype=np.int64)
+
+    def _row(self, symbol: str) -> int:
+        i = self._index.get(symbol)
+        if i is None:
+            raise ModelContractError(
+                f"symbol '{symbol}' is not in this signal stream (streams {len(self.symbols)} "
+                f"symbols: {', '.join(self.symbols[:10])}{', ...' if len(self.symbols) > 10 else ''}); "
+                f"create the stream with every symbol to score"
+            )
+        return i
+
+    def n_bars(self, symbol: str) -> int:
+        """Bars received for *symbol*."""
+        return int(self._n_bars[self._row(symbol)])
+
+    def update(
+        self,
+        symbol: str,
+        ts: int | datetime | pd.Timestamp,
+        o: float,
+        h: float,
+        l: float,  # noqa: E741 - the OHLCV convention
+        c: float,
+        v: float,
+        sentiment: float = 0.0,
+    ) -> None:
+        """Add one closed bar of *symbol* (``ts`` = bar close, ns since epoch UTC or tz-aware)."""
+        i = self._row(symbol)
+        ts_ns = _to_ns(ts)
+        rows = {
+            key: feats[i].update(ts_ns, o, h, l, c, v, sentiment)
+            for key, feats in self._features.items()
+        }
+        for member, windows in zip(self._members, self._windows, strict=True):
+            x = member.inputs(rows[(member.spec.name, member.spec.version)][None, :])[0]
+            window = windows[i]
+            window[:-1] = window[1:]
+            window[-1] = x
+        self._n_bars[i] += 1
+
+    def score(self, symbols: Sequence[str] | None = None) -> dict[str, float]:
+        """Probability of the latest window of each symbol (all symbols by default).
+
+        One onnxruntime call per member scores every listed symbol. A symbol still in its
+        warm-up (fewer than ``warmup_bars + 1`` bars) or with a NaN feature in its window
+        gets NaN.
+        """
+        names = self.symbols if symbols is None else list(symbols)
+        if not names:
+            return {}
+        idx = np.array([self._row(s) for s in names], dtype=np.intp)
+        whole = idx.size == len(self.symbols) and bool((idx == np.arange(idx.size)).all())
+        n_bars = self._n_bars[idx]
+        probs = np.empty((len(self._members), idx.size), dtype=np.float64)
+        for k, (member, windows, ids) in enumerate(
+            zip(self._members, self._windows, self._ids, strict=True)
+        ):
+            batch = windows if whole else windows[idx]
+            p = member.model.predict_universe(batch, None if ids is None else ids[idx])
+            p[n_bars <= member.warmup] = np.nan
+            probs[k] = p
+        return dict(zip(names, self.model._combine(probs).tolist(), strict=True))
+
+
+def _to_ns(ts: int | datetime | pd.Timestamp) -> int:
+    if isinstance(ts, int | np.integer):
+        return int(ts)
+    stamp = pd.Timestamp(ts)
+    if stamp.tzinfo is None:
+        raise ModelContractError(
+            f"bar timestamp {ts!r} has no timezone: pass UTC nanoseconds or a tz-aware time"
+        )
+    return int(stamp.value)
+
+
+def load_signal_model(
+    path: Path | str,
+    threads: int = 1,
+    providers: list[str] | tuple[str, ...] | None = None,
+    bar: str | None = None,
+    workers: int = 1,
+) -> SignalModel:
+    """Open a model folder (``card.json``) or an ensemble folder (``ensemble.json``).
+
+    Parameters
+    ----------
+    path : path-like
+        The folder.
+    threads : int
+        Intra-op threads per onnxruntime session (default 1).
+    providers : list of str, optional
+        onnxruntime execution providers (default CUDA when available, else CPU).
+    bar : str, optional
+        The data's bar size; a model trained on another one is refused.
+    workers : int
+        Concurrent onnxruntime runs per member (see :meth:`OnnxSignalModel.load`); with
+        ``threads=1, workers=<cores>`` a universe-wide :meth:`SignalStream.score` uses
+        every core.
+
+    Raises
+    ------
+    ModelContractError
+        Not a model folder, or any validation failure of the card(s) and graph(s).
+    """
+    folder = Path(path)
+    if (folder / ENSEMBLE_FILE).is_file():
+        ensemble = load_ensemble(folder, threads=threads, providers=providers, workers=workers)
+        model = SignalModel(
+            ensemble.card.name, ensemble.card.bar, ensemble.card.threshold, ensemble.members,
+            path=folder, ensemble=ensemble,
+        )
+    elif (folder / CARD_FILE).is_file():
+        single = OnnxSignalModel.load(folder, threads=threads, providers=providers,
+                                        workers=workers)
+        model = SignalModel(single.card.name, single.card.bar, single.card.threshold, [single],
+                            path=folder)
+    else:
+        raise ModelContractError(
+            f"{folder}: not a model folder: expected {CARD_FILE} (a model) or {ENSEMBLE_FILE} "
+            f"(an ensemble){'' if folder.exists() else ' - the folder does not exist'}"
+        )
+    if bar is not None:
+        model.check_bar(bar)
+    return model
+
+
+# --- worker processes for probabilities_many ----------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(path: str) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _WORKER["model"] = load_signal_model(path, threads=1, providers=["CPUExecutionProvider"])
+
+
+def _worker_score(symbol: str, frame: pd.DataFrame, sentiment: pd.Series | None) -> pd.Series:
+    model: SignalModel = _WORKER["model"]
+    return model.probabilities(frame, symbol, sentiment)
