@@ -3,6 +3,10 @@
 Every error a user can cause derives from :class:`SigtradeError`. Messages say what was
 expected, what was found, and what to do; the CLI prints them without a traceback and
 exits with :attr:`SigtradeError.exit_code`.
+
+Model-contract errors live in ``models.errors`` (``ModelContractError``, exit code 4):
+``models`` may not import ``engine``, so that branch has its own root, and the CLI treats
+both roots alike.
 """
 
 from __future__ import annotations
@@ -27,12 +31,6 @@ class DataError(SigtradeError):
     """Market data is missing, malformed or inconsistent."""
 
     exit_code = 3
-
-
-class ModelContractError(SigtradeError):
-    """A model artifact does not match its card or the data it is given."""
-
-    exit_code = 4
 
 
 class BrokerError(SigtradeError):

@@ -12,8 +12,13 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from engine.errors import SigtradeError
+from models.errors import ModelContractError as ModelsContractError
+
+# models/ cannot import engine/, so its errors are a tree of their own; same handling
+_USER_ERRORS = (SigtradeError, ModelsContractError)
 
 err_console = Console(stderr=True)
 app = typer.Typer(
@@ -44,10 +49,26 @@ def debug_enabled() -> bool:
 
 
 def _register_all() -> None:
-    from engine.cli import backtest_cmd, ingest_cmd, sample_cmd
+    from engine.cli import backtest_cmd, ingest_cmd, models_cmd, research_cmd, sample_cmd, sweep_cmd, tune_cmd
 
-    for module in (ingest_cmd, sample_cmd, backtest_cmd):
+    for module in (ingest_cmd, sample_cmd, backtest_cmd, sweep_cmd, models_cmd, research_cmd, tune_cmd):
         module.register(app)
+
+
+def _click_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """Click's usage-error and abort classes: typer >= 0.20 vendors its own click."""
+    import click
+
+    usage: list[type[BaseException]] = [click.exceptions.ClickException]
+    abort: list[type[BaseException]] = [click.exceptions.Abort]
+    try:
+        from typer import _click as vendored  # type: ignore[attr-defined]
+
+        usage.append(vendored.exceptions.ClickException)
+        abort.append(vendored.exceptions.Abort)
+    except (ImportError, AttributeError):
+        pass
+    return tuple(usage), tuple(abort)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,10 +78,10 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     try:
         app(args=args, standalone_mode=False)
-    except SigtradeError as exc:
+    except _USER_ERRORS as exc:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -68,17 +89,16 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        usage, abort = _click_exceptions()
+        if isinstance(exc, usage):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, abort):
             sys.exit(130)
         if debug:
             raise
         err_console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
             "This is a bug in sigtrade; re-run with --debug for the traceback and report it.",
             highlight=False,
         )
