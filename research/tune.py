@@ -65,7 +65,8 @@ import msgspec
 import optuna
 
 from engine.config import apply_overrides
-from engine.errors import ConfigError, DataError, ModelContractError, did_you_mean
+from engine.errors import ConfigError, DataError, did_you_mean
+from models.errors import ModelContractError
 from research.config import (
     ARCHITECTURES,
     TrainConfig,
