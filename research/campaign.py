@@ -1,0 +1,557 @@
+"""The seed's campaign on real data, end to end: ``python -m research.campaign``.
+
+From a fresh checkout (run it from the repository root):
+
+1. **Catalog** - if ``catalogs/real`` is missing or incomplete, ingest the 30 hourly CSVs
+   of ``$SIGTRADE_REAL_DATA/equities/hourly/market-base`` (default ``../shared/data``)
+   with ``sigtrade ingest csv ... --repair``.
+2. **Tune** - for each architecture (``config/campaign/train_{mlp,lstm,gru}.toml``), an
+   Optuna study in ``<out>/optuna.db`` (SQLite) with every trial tracked in MLflow
+   (``<out>/mlruns/mlflow.db``); trial run folders in ``<out>/tune/<study>/``. A study
+   that already holds ``--trials`` finished trials is not run again (re-running the
+   campaign resumes; a study created from another config or ``--epochs`` is refused:
+   use a new ``--out``).
+3. **Export** - the best trial of each study to ``<out>/models/<arch>`` (ONNX + card).
+4. **Evaluate** - each artifact on the validation and test splits (onnxruntime, the card's
+   scaler and threshold), plus a per-source breakdown of the test split (the 18 IBKR
+   symbols the models were trained on vs the 12 yfinance symbols they never saw).
+5. **Ensemble** - ``<out>/models/ensemble/ensemble.json``: ``f1_weighted`` (weights = the
+   members' validation F1 at their card thresholds); its threshold is the F1-best one on
+   the *validation* split of the combined probability (same rule as a single model's card).
+6. **Backtests** - ``config/campaign/backtest.toml`` through :func:`engine.runner.run_backtest`
+   once per model, for the ensemble, for SPY buy-and-hold and for an equal-weight
+   buy-and-hold of the whole universe, each with ``--set``-style overrides; outputs
+   (metrics.json, Parquet tables, report.html) in ``<out>/backtests/<name>/``. Controls:
+   every model and the ensemble again with one slot per symbol (``<name>_30slots``:
+   max_positions 30, position_size 0.0333), and the distribution of random 10-name
+   buy-and-holds (:func:`random_subset_lottery`), to separate the signal's timing from
+   the luck of which 10 of the 30 names a 10-slot book happens to hold.
+7. **Summary** - ``<out>/summary.json``, ``<out>/summary.md`` (the side-by-side table)
+   and figures (equity curves, gross P&L vs costs, the controls) in ``--figures``
+   (default ``<out>/figures``).
+
+Options: ``--trials N`` (per architecture, default 8), ``--epochs N`` (override every
+config's ``train.epochs``), ``--out DIR`` (default ``runs/campaign``), ``--archs``,
+``--catalog``, ``--figures DIR``, ``--no-track``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.errors import DataError
+
+log = logging.getLogger("research.campaign")
+
+ARCHS = ("mlp", "lstm", "gru")
+CONFIG_DIR = Path("config/campaign")
+BACKTEST_CONFIG = CONFIG_DIR / "backtest.toml"
+N_SYMBOLS = 30
+SLOT_30 = 0.0333
+"""position_size of the 30-slot controls (30 x 3.33 % = 99.9 % of equity at most)."""
+HOURLY_DIR = Path("equities/hourly/market-base")
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _say(msg: str) -> None:
+    sys.stdout.write(f"[{time.strftime('%H:%M:%S')}] {msg}\n")
+    sys.stdout.flush()
+
+
+def _num(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-ready: NaN/inf -> None, numpy -> Python."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# --- 1. catalog ---------------------------------------------------------------------------------
+
+
+def ensure_catalog(catalog: str) -> dict[str, Any]:
+    """Ingest the real hourly CSVs into *catalog* unless it already holds the 30 symbols."""
+    from engine.catalog import list_symbols
+
+    have = list_symbols(Path(catalog), "1-HOUR") if Path(catalog).is_dir() else []
+    if len(have) >= N_SYMBOLS:
+        return {"catalog": catalog, "ingested": False, "symbols": len(have)}
+    source = Path(os.environ.get("SIGTRADE_REAL_DATA", "../shared/data")) / HOURLY_DIR
+    if not source.is_dir():
+        raise DataError(f"no real hourly data at {source}: set SIGTRADE_REAL_DATA to the shared data folder")
+    cmd = [sys.executable, "-m", "engine", "ingest", "csv", str(source), "--catalog", catalog, "--repair"]
+    _say("ingest: " + shlex.join(cmd))
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise DataError(f"ingest failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    have = list_symbols(Path(catalog), "1-HOUR")
+    return {"catalog": catalog, "ingested": True, "symbols": len(have), "command": shlex.join(cmd),
+            "wall_s": time.perf_counter() - t0}
+
+
+# --- 2./3. tune and export ----------------------------------------------------------------------
+
+
+def tune_and_export(arch: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Run (or resume) the study of *arch*, export its best trial; return what happened."""
+    import optuna
+
+    from research.tune import TuneSession, load_tune_config
+
+    config = CONFIG_DIR / f"train_{arch}.toml"
+    overrides = [f"data.catalog={json.dumps(args.catalog)}"]
+    if args.epochs:
+        overrides.append(f"train.epochs={args.epochs}")
+    cfg, tune_cfg = load_tune_config(config, overrides)
+    study = f"campaign_{arch}"
+    t0 = time.perf_counter()
+    session = TuneSession(
+        cfg, tune_cfg, storage=f"sqlite:///{(out / 'optuna.db').resolve()}", study_name=study,
+        tracking_uri=f"sqlite:///{(out / 'mlruns' / 'mlflow.db').resolve()}", track=not args.no_track,
+        config_path=str(config), overrides=overrides, out_root=out / "tune",
+    )
+    data = session.prepare()
+    finished = [t for t in session.study.get_trials(deepcopy=False) if t.state.is_finished()]
+    todo = max(0, args.trials - len(finished))
+    _say(f"tune {arch}: study '{study}', {len(data.symbols)} symbols, {data.splits['train'].n:,} train / "
+         f"{data.splits['validation'].n:,} validation windows; {len(finished)} trial(s) done, running {todo}")
+
+    def on_trial(frozen: optuna.trial.FrozenTrial) -> None:
+        value = "-" if frozen.value is None else f"{frozen.value:.4f}"
+        params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in frozen.params.items())
+        _say(f"  {arch} trial {frozen.number}: {frozen.state.name.lower()} {tune_cfg.metric} {value} "
+             f"epochs {frozen.user_attrs.get('epochs_run', '-')} {params}")
+
+    summary = session.optimize(todo, on_trial=on_trial) if todo else session.summarize()
+    tune_s = time.perf_counter() - t0
+    trials = [t for t in session.study.get_trials(deepcopy=False) if t.state.is_finished()]
+    trials_s = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+                   if t.datetime_complete is not None and t.datetime_start is not None)
+    epochs_run = sum(int(t.user_attrs.get("epochs_run", 0)) for t in trials)
+    model_dir = out / "models" / arch
+    t1 = time.perf_counter()
+    result = session.export_best(summary, model_dir)
+    export_s = time.perf_counter() - t1
+    _say(f"tune {arch}: best trial {summary.best_number} (validation {tune_cfg.metric} "
+         f"{summary.best_value:.4f}) exported to {model_dir} in {export_s:.1f}s; tuning took {tune_s:.0f}s")
+    card = result.card
+    return {
+        "arch": arch, "config": str(config), "overrides": overrides, "study": study,
+        "trials": summary.counts, "best_trial": summary.best_number, "best_value": summary.best_value,
+        "metric": tune_cfg.metric, "best_params": summary.best_params, "best_command": summary.best_command,
+        "model_dir": str(model_dir), "threshold": card.threshold,
+        "validation": {k: v for k, v in card.metrics.get("validation", {}).items() if k != "prob_quantiles"},
+        "tune_s": tune_s, "export_s": export_s, "epochs": cfg.train.epochs,
+        "trials_wall_s": trials_s, "epochs_run": epochs_run,
+    }
+
+
+# --- 4./5. evaluation and ensemble ---------------------------------------------------------------
+
+
+def _test_groups(model_dir: Path, catalog: str) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """A group label per test window (IBKR-trained symbols vs yfinance-only symbols)."""
+    from research.dataset import DatasetSpec, build_windows
+    from research.evaluate import load_model_config
+
+    cfg = load_model_config(model_dir)
+    spec = DatasetSpec.from_config(cfg)
+    from dataclasses import replace
+
+    spec = replace(spec, catalog=catalog)
+    data = build_windows(spec, require=("train", "test"))
+    trained = {seg.symbol for seg in data.splits["train"].segments}
+    sp = data.splits["test"]
+    group = np.empty(sp.n, dtype=object)
+    for seg in sp.segments:
+        group[seg.start : seg.stop] = "trained" if seg.symbol in trained else "unseen"
+    groups = {"trained": sorted(trained), "unseen": sorted({s.symbol for s in sp.segments} - trained)}
+    return group, groups
+
+
+def _metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
+    from research.metrics import classification_metrics
+
+    m = classification_metrics(y, p, threshold)
+    half = classification_metrics(y, p, 0.5)
+    return _clean({**m, "f1_at_0.5": half["f1"], "samples": int(y.size)})
+
+
+def evaluate_models(archs: list[str], out: Path, catalog: str) -> dict[str, Any]:
+    """Validation and test metrics of each artifact, the ensemble card and its metrics."""
+    from models.ensemble import EnsembleCard, EnsembleMember, write_ensemble_card
+    from research.evaluate import evaluate
+    from research.metrics import best_threshold
+
+    t0 = time.perf_counter()
+    evals: dict[str, Any] = {}
+    probs: dict[str, dict[str, np.ndarray]] = {"validation": {}, "test": {}}
+    labels: dict[str, np.ndarray] = {}
+    weights: dict[str, float] = {}
+    thresholds: dict[str, float] = {}
+    for arch in archs:
+        model_dir = out / "models" / arch
+        evals[arch] = {}
+        for split in ("validation", "test"):
+            r = evaluate(model_dir, split, catalog=catalog, out=out / "evaluate" / arch / split)
+            probs[split][arch] = r.probs
+            if split in labels and not np.array_equal(labels[split], r.labels):
+                raise DataError(f"{arch}: the {split} windows differ from the other models' (same data config expected)")
+            labels[split] = r.labels
+            evals[arch][split] = _clean(dict(r.metrics))
+            thresholds[arch] = float(r.metrics["threshold"])
+        card = json.loads((model_dir / "card.json").read_text(encoding="utf-8"))
+        weights[arch] = float(card["metrics"]["validation"]["f1"])
+        _say(f"evaluate {arch}: test F1 {evals[arch]['test']['f1']:.4f} PR-AUC {evals[arch]['test']['pr_auc']:.4f} "
+             f"ROC-AUC {evals[arch]['test']['roc_auc']:.4f} at threshold {thresholds[arch]:.2f}")
+
+    # the ensemble: f1-weighted mean, threshold chosen on validation like a single card's
+    w = np.array([weights[a] for a in archs])
+    combined = {s: sum(weights[a] * probs[s][a] for a in archs) / w.sum() for s in probs}
+    thr, val_f1 = best_threshold(labels["validation"], combined["validation"])
+    ens_dir = out / "models" / "ensemble"
+    ens_dir.mkdir(parents=True, exist_ok=True)
+    write_ensemble_card(
+        EnsembleCard(name="ensemble", bar="1-HOUR", combiner="f1_weighted", threshold=round(thr, 4),
+                     members=tuple(EnsembleMember(path=f"../{a}") for a in archs)),
+        ens_dir,
+    )
+    evals["ensemble"] = {s: _metrics(labels[s], combined[s], thr) for s in combined}
+    for s in combined:
+        evals["ensemble"][s]["threshold"] = thr
+    _say(f"ensemble: f1_weighted {dict(zip(archs, np.round(w / w.sum(), 4).tolist(), strict=True))}, "
+         f"threshold {thr:.2f} (validation F1 {val_f1:.4f}); test F1 {evals['ensemble']['test']['f1']:.4f}")
+
+    # per-source breakdown of the test split
+    group, groups = _test_groups(out / "models" / archs[0], catalog)
+    y = labels["test"]
+    if group.size != y.size:
+        raise DataError("the test windows of the breakdown differ from the evaluated ones")
+    by_group: dict[str, Any] = {}
+    for name in ("trained", "unseen"):
+        mask = group == name
+        if not mask.any():
+            continue
+        by_group[name] = {"symbols": groups[name], "samples": int(mask.sum())}
+        for arch in archs:
+            by_group[name][arch] = _metrics(y[mask], probs["test"][arch][mask], thresholds[arch])
+        by_group[name]["ensemble"] = _metrics(y[mask], combined["test"][mask], thr)
+    return {"models": evals, "weights": weights, "ensemble_threshold": thr, "ensemble_validation_f1": val_f1,
+            "test_by_source": by_group, "wall_s": time.perf_counter() - t0}
+
+
+# --- 6. backtests -------------------------------------------------------------------------------
+
+
+def backtest_runs(archs: list[str], out: Path, catalog: str) -> dict[str, list[str]]:
+    """Name -> ``--set`` overrides of config/campaign/backtest.toml."""
+    base = [f"data.catalog={json.dumps(catalog)}"]
+    runs = {a: [*base, 'strategy.kind="signal"', f"strategy.model={json.dumps(str(out / 'models' / a))}"]
+            for a in archs}
+    runs["ensemble"] = [*base, 'strategy.kind="ensemble"',
+                        f"strategy.model={json.dumps(str(out / 'models' / 'ensemble'))}"]
+    # controls: the same signals with a slot for every symbol (no "which 10 of 30" lottery)
+    for name in [*archs, "ensemble"]:
+        runs[f"{name}_30slots"] = [*runs[name], f"portfolio.max_positions={N_SYMBOLS}",
+                                   f"portfolio.position_size={SLOT_30}"]
+    runs["spy_buy_and_hold"] = [*base, 'strategy.kind="buy_and_hold"', 'data.symbols=["SPY"]']
+    runs["universe_buy_and_hold"] = [*base, 'strategy.kind="buy_and_hold"']
+    return runs
+
+
+def run_backtests(archs: list[str], out: Path, catalog: str) -> dict[str, Any]:
+    """Run every backtest, write its outputs, return its figures (plus gross P&L and cost shares)."""
+    from engine.config import load_config
+    from engine.report import write_outputs
+    from engine.runner import run_backtest
+
+    results: dict[str, Any] = {}
+    curves: dict[str, Any] = {}
+    for name, sets in backtest_runs(archs, out, catalog).items():
+        cfg = load_config(BACKTEST_CONFIG, sets)
+        t0 = time.perf_counter()
+        result = run_backtest(cfg)
+        wall = time.perf_counter() - t0
+        write_outputs(result, out / "backtests" / name)
+        m = dict(result.metrics)
+        capital = float(m["capital"])
+        net = float(m["final_equity"]) - capital
+        costs = float(m["commission_paid"] or 0.0) + float(m["slippage_paid"] or 0.0)
+        gross = net + costs
+        trades = result.strategy.trades
+        by_symbol = (trades.groupby("symbol")["pnl"].sum().sort_values(ascending=False)
+                     if len(trades) else None)
+        m.update({
+            "pnl_by_symbol": {str(k): float(v) for k, v in by_symbol.items()} if by_symbol is not None else {},
+            "net_pnl": net, "costs": costs, "gross_pnl": gross,
+            "costs_share_of_gross": costs / gross if gross > 0 else None,
+            "avg_bars_held": float(trades["bars_held"].mean()) if len(trades) else None,
+            "wall_s": wall, "timings": result.timings,
+            "command": shlex.join(["sigtrade", "backtest", str(BACKTEST_CONFIG),
+                                   *[x for s in sets for x in ("--set", s)]]),
+        })
+        results[name] = _clean(m)
+        curves[name] = result.strategy.equity
+        curves.setdefault("_benchmark", result.benchmark.equity)
+        _say(f"backtest {name}: total return {m['total_return']:+.2%}, Sharpe {_num(m['sharpe']) or float('nan'):.2f}, "
+             f"max DD {m['max_drawdown']:.2%}, {m['trades']} trades, costs ${costs:,.0f} "
+             f"(gross P&L ${gross:,.0f}); SPY B&H {m['benchmark']['total_return']:+.2%} [{wall:.0f}s]")
+    return {"runs": results, "curves": curves}
+
+
+def random_subset_lottery(catalog: str, k: int = 10, draws: int = 20_000, seed: int = 0) -> dict[str, Any]:
+    """Total returns of equal-weight buy-and-holds of random k-name subsets of the universe.
+
+    Arithmetic on the catalog's bars, not the event engine: each name is bought at the open
+    of the window's second bar (the first next-open fill) and valued at the last close;
+    costs (about 0.3 % round trip) are ignored. A reference for how much of a 10-slot
+    strategy's result is the choice of names.
+    """
+    from engine.catalog import list_symbols
+    from engine.config import load_config
+    from engine.runner import load_window
+
+    cfg = load_config(BACKTEST_CONFIG, [f"data.catalog={json.dumps(catalog)}"])
+    symbols = list_symbols(Path(catalog), cfg.data.bar)
+    window, _, _ = load_window(catalog, symbols, cfg.data.bar, cfg.data.start, cfg.data.end, 0)
+    ret = np.array([float(f["close"].iloc[-1]) / float(f["open"].iloc[1]) - 1.0 for f in window.values()])
+    rng = np.random.default_rng(seed)
+    picks = np.argsort(rng.random((draws, len(ret))), axis=1)[:, :k]
+    totals = ret[picks].mean(axis=1)
+    qs = [0.05, 0.25, 0.5, 0.75, 0.95]
+    return {"k": k, "draws": draws, "seed": seed,
+            "per_symbol_return": {s: float(r) for s, r in zip(window, ret, strict=True)},
+            "quantiles": {f"p{int(q * 100)}": float(np.quantile(totals, q)) for q in qs},
+            "mean": float(totals.mean()), "totals": totals}
+
+
+def lottery_percentile(lottery: dict[str, Any], total_return: float | None) -> float | None:
+    """Share of random k-name buy-and-holds that did worse than *total_return*."""
+    if total_return is None:
+        return None
+    return float(np.mean(lottery["totals"] < total_return))
+
+
+# --- 7. summary ---------------------------------------------------------------------------------
+
+
+def _pct(x: Any, digits: int = 1) -> str:
+    v = _num(x)
+    return "-" if v is None else f"{v * 100:.{digits}f} %"
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    v = _num(x)
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _usd(x: Any) -> str:
+    v = _num(x)
+    return "-" if v is None else f"${v:,.0f}"
+
+
+def summary_table(names: list[str], evals: dict[str, Any], backtests: dict[str, Any]) -> str:
+    """The side-by-side markdown table: test classification metrics | trading metrics."""
+    head = ("| model | test F1 | PR-AUC | ROC-AUC | precision | recall | threshold || total return | CAGR | "
+            "Sharpe | max DD | trades | turnover (x/yr) | commissions + slippage | gross P&L |")
+    rows = [head, "|" + "---|" * 17]
+    for name in names:
+        e = evals.get(name, {}).get("test", {})
+        b = backtests[name]
+        cls = (f"{_f(e.get('f1'))} | {_f(e.get('pr_auc'))} | {_f(e.get('roc_auc'))} | {_f(e.get('precision'))} | "
+               f"{_f(e.get('recall'))} | {_f(e.get('threshold'), 2)}") if e else "- | - | - | - | - | -"
+        rows.append(
+            f"| {name} | {cls} || {_pct(b['total_return'])} | {_pct(b['cagr'])} | {_f(b['sharpe'], 2)} | "
+            f"{_pct(b['max_drawdown'])} | {b['trades']:,} | {_f(b['turnover'], 1)} | "
+            f"{_usd(b['commission_paid'])} + {_usd(b['slippage_paid'])} | {_usd(b['gross_pnl'])} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def write_figures(curves: dict[str, Any], backtests: dict[str, Any], names: list[str], folder: Path) -> list[str]:
+    """Equity curves of every run and a gross P&L vs costs bar chart."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib import pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    for name in names:
+        eq = curves[name]
+        idx = eq.index.tz_convert("America/New_York")
+        style = {"color": "black", "linewidth": 2.0} if name == "spy_buy_and_hold" else {"linewidth": 1.1}
+        ax.plot(idx, eq.to_numpy() / 1000.0, label=name, **style)
+    ax.set(ylabel="equity (k$, start 100)", title="Test window 2023-10-02 .. 2025-10-01, after costs (0.10 % + 5 bps)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    files.append(str(folder / "equity.png"))
+    fig.savefig(files[-1])
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=110)
+    x = np.arange(len(names))
+    gross = [backtests[n]["gross_pnl"] / 1000.0 for n in names]
+    costs = [backtests[n]["costs"] / 1000.0 for n in names]
+    net = [backtests[n]["net_pnl"] / 1000.0 for n in names]
+    ax.bar(x - 0.27, gross, 0.27, label="gross P&L (before costs)")
+    ax.bar(x, [-c for c in costs], 0.27, label="- commissions - slippage")
+    ax.bar(x + 0.27, net, 0.27, label="net P&L")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(x, names, rotation=20, fontsize=8)
+    ax.set(ylabel="k$", title="Where the P&L went (test window)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    files.append(str(folder / "costs.png"))
+    fig.savefig(files[-1])
+    plt.close(fig)
+    return files
+
+
+def write_control_figure(curves: dict[str, Any], backtests: dict[str, Any], lottery: dict[str, Any],
+                         models: list[str], folder: Path) -> str:
+    """Left: random 10-name buy-and-holds vs the 10-slot runs; right: 30-slot runs vs universe buy-and-hold."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib import pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=110)
+    left.hist(lottery["totals"] * 100.0, bins=80, color="lightgrey", edgecolor="grey")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, name in enumerate([*models, "spy_buy_and_hold"]):
+        v = backtests[name]["total_return"] * 100.0
+        left.axvline(v, color="black" if name == "spy_buy_and_hold" else colors[i % len(colors)],
+                     linewidth=1.6, label=f"{name} {v:+.0f} %")
+    left.set(xlabel="total return over the test window (%)", ylabel="random 10-name subsets",
+             title=f"10-slot runs vs {lottery['draws']:,} random 10-name buy-and-holds")
+    left.legend(fontsize=8)
+    for i, name in enumerate([*models, "universe_buy_and_hold", "spy_buy_and_hold"]):
+        key = name if name.endswith("buy_and_hold") else f"{name}_30slots"
+        eq = curves[key]
+        style = ({"color": "black", "linewidth": 2.0} if name == "spy_buy_and_hold" else
+                 {"color": "purple", "linewidth": 2.0} if name == "universe_buy_and_hold" else
+                 {"color": colors[i % len(colors)], "linewidth": 1.0})
+        right.plot(eq.index.tz_convert("America/New_York"), eq.to_numpy() / 1000.0, label=key, **style)
+    right.set(ylabel="equity (k$)", title="One slot per symbol (30 x 3.33 %) vs holding all 30")
+    right.tick_params(axis="x", labelrotation=30, labelsize=8)
+    right.grid(alpha=0.3)
+    right.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    file = folder / "controls.png"
+    fig.savefig(file)
+    plt.close(fig)
+    return str(file)
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    p = argparse.ArgumentParser(prog="python -m research.campaign", description=__doc__.split("\n\n")[0])
+    p.add_argument("--trials", type=int, default=8, help="Optuna trials per architecture (default 8).")
+    p.add_argument("--epochs", type=int, default=0, help="Override train.epochs of every config (0 = the configs').")
+    p.add_argument("--out", type=Path, default=Path("runs/campaign"), help="Output folder (default runs/campaign).")
+    p.add_argument("--archs", default=",".join(ARCHS), help="Architectures, comma-separated (default mlp,lstm,gru).")
+    p.add_argument("--catalog", default="catalogs/real", help="Catalog of the real hourly bars (default catalogs/real).")
+    p.add_argument("--figures", type=Path, default=None, help="Folder of the figures (default <out>/figures).")
+    p.add_argument("--no-track", action="store_true", help="Do not record trials in MLflow.")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the whole campaign; return (and write) the summary."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    archs = [a.strip() for a in args.archs.split(",") if a.strip()]
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    command = shlex.join([sys.executable.rsplit("/", 1)[-1], "-m", "research.campaign", *(argv or sys.argv[1:])])
+    wall: dict[str, float] = {}
+    t_all = time.perf_counter()
+    _say(f"campaign: {command} -> {out}")
+
+    t0 = time.perf_counter()
+    catalog = ensure_catalog(args.catalog)
+    wall["catalog"] = time.perf_counter() - t0
+
+    tuned = {}
+    for arch in archs:
+        tuned[arch] = tune_and_export(arch, args, out)
+        wall[f"tune_{arch}"] = tuned[arch]["tune_s"] + tuned[arch]["export_s"]
+
+    evaluation = evaluate_models(archs, out, args.catalog)
+    wall["evaluate"] = evaluation["wall_s"]
+
+    t0 = time.perf_counter()
+    bt = run_backtests(archs, out, args.catalog)
+    wall["backtests"] = time.perf_counter() - t0
+    names = [*archs, "ensemble", "spy_buy_and_hold", "universe_buy_and_hold"]
+    controls = [f"{n}_30slots" for n in [*archs, "ensemble"]] + ["universe_buy_and_hold"]
+    figures = write_figures(bt["curves"], bt["runs"], names, args.figures or out / "figures")
+    lottery = random_subset_lottery(args.catalog)
+    for b in bt["runs"].values():
+        b["beats_random_10_name_bh"] = lottery_percentile(lottery, _num(b["total_return"]))
+    figures.append(write_control_figure(bt["curves"], bt["runs"], lottery, [*archs, "ensemble"],
+                                        args.figures or out / "figures"))
+    wall["total"] = time.perf_counter() - t_all
+
+    summary = _clean({
+        "command": command, "out": str(out), "catalog": catalog, "archs": archs, "trials": args.trials,
+        "tuning": tuned, "evaluation": {k: v for k, v in evaluation.items() if k != "wall_s"},
+        "backtests": bt["runs"], "figures": figures, "wall_s": wall,
+        "random_10_name_buy_and_hold": {k: v for k, v in lottery.items() if k != "totals"},
+    })
+    _write_json(out / "summary.json", summary)
+    table = summary_table(names, evaluation["models"], bt["runs"])
+    q = lottery["quantiles"]
+    control = summary_table(controls, {}, bt["runs"])
+    (out / "summary.md").write_text(
+        f"# Campaign summary\n\n`{command}` - total wall time {wall['total'] / 60:.1f} min\n\n{table}\n"
+        f"## Controls: one slot per symbol (max_positions {N_SYMBOLS}, position_size {SLOT_30})\n\n{control}\n"
+        f"Random 10-name equal-weight buy-and-holds ({lottery['draws']:,} draws, no costs): "
+        f"p5 {_pct(q['p5'])}, median {_pct(q['p50'])}, p95 {_pct(q['p95'])}\n", encoding="utf-8")
+    sys.stdout.write(table)
+    _say(f"campaign done in {wall['total'] / 60:.1f} min: {out / 'summary.json'}, {out / 'summary.md'}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
