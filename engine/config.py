@@ -95,13 +95,97 @@ class StrategyConfig(_Section):
     exit_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
     """signal: exit a long when the probability falls below this (hysteresis); None = min(0.5, entry)."""
     max_hold_bars: Annotated[int, msgspec.Meta(ge=0)] = 0
-    """signal: exit after this many bars in a position (0 = no limit)."""
+    """Time stop, any strategy: exit after this many bars in a position (0 = no limit)."""
     short_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
     """signal: enter short when the probability is at or below this (needs portfolio.account = "margin"); None = long only."""
     cover_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.5
     """signal: cover a short when the probability rises above this."""
     mode: Literal["batch", "streaming"] = "batch"
     """signal: batch = all probabilities in one pass before the event loop; streaming = features and probability per bar, as live trading does."""
+
+
+class RiskConfig(_Section):
+    """Risk overlays applied around every strategy's entries and exits (engine/overlays.py).
+
+    Every overlay is off at its default except ``max_gross_exposure`` (1.0 = never more
+    than the equity in positions). Stops are checked at each bar's close on that bar's
+    high/low and exit with a market order at the next fill, like every decision.
+    """
+
+    sizing: Literal["fixed", "atr"] = "fixed"
+    """fixed: each entry is portfolio.position_size x equity; atr: equity x atr_risk / (atr_multiple x ATR%) (volatility-targeted)."""
+    atr_period: Annotated[int, msgspec.Meta(ge=1)] = 14
+    """ATR length in bars (Wilder smoothing) for sizing = "atr"."""
+    atr_risk: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.01
+    """sizing = "atr": fraction of equity risked per entry if the price moves atr_multiple ATRs against it."""
+    atr_multiple: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    """sizing = "atr": the adverse move, in ATRs, that would cost atr_risk of equity."""
+    max_gross_exposure: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    """Most gross position value (held + being opened) as a multiple of equity; an entry is cut to fit."""
+    stop_loss: Annotated[float, msgspec.Meta(ge=0, lt=1)] = 0.0
+    """Exit when a bar's low (high for shorts) crosses entry price x (1 -/+ stop_loss); 0 = off."""
+    take_profit: NonNeg = 0.0
+    """Exit when a bar's high (low for shorts) crosses entry price x (1 +/- take_profit); 0 = off."""
+    trailing_stop: Annotated[float, msgspec.Meta(ge=0, lt=1)] = 0.0
+    """Exit when a bar's low falls trailing_stop below the highest high since entry (mirrored for shorts); 0 = off."""
+    min_hold_bars: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Ignore the strategy's own exit signal until a position has been held this many bars (stops still apply)."""
+    cooldown_bars: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """After an exit fills, no new entry in that symbol for this many of its bars."""
+    cost_filter: bool = False
+    """Enter only when the expected edge, (2p - 1) x typical move, exceeds cost_multiple x the round-trip cost."""
+    cost_filter_horizon: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    """Bars of the typical move; None = the model card's label horizon (1 for strategies without a model)."""
+    cost_filter_window: Annotated[int, msgspec.Meta(ge=2)] = 500
+    """Bars averaged for the typical move (mean |close_t / close_(t-h) - 1|, causal)."""
+    cost_multiple: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    """The edge must exceed this multiple of the round-trip cost (2 x (commission + slippage))."""
+    drawdown_limit: Annotated[float, msgspec.Meta(ge=0, lt=1)] = 0.0
+    """Circuit breaker: flatten everything and pause entries when equity falls this far below its peak; 0 = off."""
+    drawdown_pause_bars: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Timestamps (union timeline bars) during which entries stay paused after the breaker trips."""
+    daily_loss_limit: Annotated[float, msgspec.Meta(ge=0, lt=1)] = 0.0
+    """Flatten and stop entering for the rest of the session when equity falls this far below the session's start; 0 = off."""
+
+
+class TrendRegime(_Section):
+    """Trend filter on the benchmark symbol."""
+
+    sma: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Allow entries only while the benchmark's close is above its SMA of this many bars; 0 = off."""
+
+
+class VolatilityRegime(_Section):
+    """Volatility filter on the benchmark symbol."""
+
+    window: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Bars of the realised volatility (std of log returns); 0 = off."""
+    lookback: Annotated[int, msgspec.Meta(ge=2)] = 500
+    """Bars of realised-volatility history the quantile is taken over."""
+    quantile: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.8
+    """Allow entries only while realised vol is below this rolling quantile of itself."""
+
+
+class BreadthRegime(_Section):
+    """Breadth filter on the traded universe."""
+
+    sma: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """SMA length each symbol's close is compared with; 0 = off."""
+    min_share: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
+    """Allow entries only while at least this share of the universe closes above its own SMA."""
+
+
+class RegimeConfig(_Section):
+    """Market regime filters: entries only in the chosen regime, exits always (engine/regime.py)."""
+
+    combine: Literal["and", "or"] = "and"
+    """How the enabled filters combine: and = all must allow, or = any may allow."""
+    trend: TrendRegime = msgspec.field(default_factory=TrendRegime)
+    """Benchmark close above its SMA ([regime.trend])."""
+    volatility: VolatilityRegime = msgspec.field(default_factory=VolatilityRegime)
+    """Benchmark realised volatility below its rolling quantile ([regime.volatility])."""
+    breadth: BreadthRegime = msgspec.field(default_factory=BreadthRegime)
+    """Share of the universe above its own SMA ([regime.breadth])."""
 
 
 class BenchmarkConfig(_Section):
@@ -119,13 +203,15 @@ class MetricsConfig(_Section):
 
 
 class BacktestConfig(_Section):
-    """A whole backtest: data, portfolio, costs, execution, strategy, benchmark, metrics."""
+    """A whole backtest: data, portfolio, costs, execution, strategy, risk, regime, benchmark, metrics."""
 
     data: DataConfig = msgspec.field(default_factory=DataConfig)
     portfolio: PortfolioConfig = msgspec.field(default_factory=PortfolioConfig)
     costs: CostsConfig = msgspec.field(default_factory=CostsConfig)
     execution: ExecutionConfig = msgspec.field(default_factory=ExecutionConfig)
     strategy: StrategyConfig = msgspec.field(default_factory=StrategyConfig)
+    risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
+    regime: RegimeConfig = msgspec.field(default_factory=RegimeConfig)
     benchmark: BenchmarkConfig = msgspec.field(default_factory=BenchmarkConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
 

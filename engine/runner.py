@@ -5,7 +5,12 @@ instruments, bars and execution quotes (:mod:`engine.fills`), adds them in one s
 stream, runs the strategy in a ``BacktestEngine`` with the commission model and fill
 timing, reads the fills back from the engine's cache and builds the equity curve, trades
 and metrics. The benchmark is bought and held through the very same engine, costs and
-fill timing.
+fill timing, without the strategy's risk overlays and regime filters.
+
+The overlays' inputs (ATR%, typical moves, regime series, session ids) are computed once
+per run by :func:`engine.overlays.build_series` and handed to the strategy before the
+loop; exit orders carry their reason as an order tag, which becomes the ``exit_reason``
+column of fills and trades.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import pandas as pd
 from nautilus_trader.accounting.factory import AccountFactory
 from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
 from nautilus_trader.backtest.models import LatencyModel
-from nautilus_trader.config import ImportableStrategyConfig, LoggingConfig
+from nautilus_trader.config import ImportableStrategyConfig, LoggingConfig, RiskEngineConfig
 from nautilus_trader.model.currencies import USD
 from nautilus_trader.model.enums import AccountType, OmsType, OrderSide
 from nautilus_trader.model.events import OrderFilled
@@ -36,6 +41,15 @@ from engine.costs import CommissionConfig, CommissionModel
 from engine.errors import ConfigError, DataError
 from engine.fills import CLOCK_SYMBOL, ORDER_LATENCY_NS, QUOTE_SIZE, execution_quotes, trigger_times
 from engine.ledger import build_run, empty_fills, timeline
+from engine.overlays import (
+    OverlaySeries,
+    build_series,
+    cost_rate,
+    resolve_horizon,
+    strategy_risk_params,
+    trades_with_reasons,
+)
+from engine.regime import enabled as regime_enabled
 from engine.results import FILL_COLUMNS, BacktestResult, RunResult
 from engine.sessions import session_of
 from engine.strategy_registry import STRATEGIES, strategy_params, warmup_bars
@@ -161,6 +175,8 @@ def _fills_from(engine: BacktestEngine, quotes: dict[str, pd.DataFrame]) -> pd.D
     """Every fill in the engine's cache, with its reference price and economic time."""
     rows = []
     for order in engine.cache.orders():
+        tags = order.tags
+        reason = str(tags[0]) if tags else ""
         for ev in order.events:
             if isinstance(ev, OrderFilled):
                 rows.append(
@@ -171,11 +187,14 @@ def _fills_from(engine: BacktestEngine, quotes: dict[str, pd.DataFrame]) -> pd.D
                         ev.last_qty.as_double(),
                         ev.last_px.as_double(),
                         ev.commission.as_double(),
+                        reason,
                     )
                 )
     if not rows:
-        return empty_fills()
-    df = pd.DataFrame(rows, columns=["engine_ts", "symbol", "side", "qty", "price", "commission"])
+        out = empty_fills()
+        out["exit_reason"] = pd.Series(dtype="object")
+        return out
+    df = pd.DataFrame(rows, columns=["engine_ts", "symbol", "side", "qty", "price", "commission", "exit_reason"])
     ref = np.empty(len(df))
     fill_ts = np.empty(len(df), dtype=np.int64)
     for s, idx in df.groupby("symbol").indices.items():
@@ -188,7 +207,55 @@ def _fills_from(engine: BacktestEngine, quotes: dict[str, pd.DataFrame]) -> pd.D
     df["ts"] = pd.to_datetime(fill_ts, utc=True)
     df["notional"] = df["qty"] * df["price"]
     df["slippage"] = df["qty"] * np.abs(df["price"] - df["ref_price"])
-    return df.sort_values(["ts", "symbol"], kind="stable")[FILL_COLUMNS].reset_index(drop=True)
+    return df.sort_values(["ts", "symbol"], kind="stable")[[*FILL_COLUMNS, "exit_reason"]].reset_index(drop=True)
+
+
+def decision_bounds(cfg: BacktestConfig, window: dict[str, pd.DataFrame]) -> tuple[int, dict[str, int]]:
+    """First tradable bar close (ns) and each symbol's last decision bar close (ns).
+
+    Under ``next_open`` the last bar has no next open, so the last decision is on the bar
+    before it; ``close_at_end`` flattens there.
+    """
+    last_idx = -2 if cfg.execution.fill == "next_open" else -1
+    last_decision = {s: int(f.index.asi8[last_idx if len(f) > 1 else -1]) for s, f in window.items()}
+    trade_from = min(int(f.index.asi8[0]) for f in window.values())
+    return trade_from, last_decision
+
+
+def benchmark_history(cfg: BacktestConfig, history: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame | None:
+    """The benchmark's bars up to the window's end (the trend and volatility filters' input)."""
+    bench = cfg.benchmark.symbol
+    if history is not None and bench in history:
+        return history[bench]
+    if not regime_enabled(cfg.regime) or not ({"trend", "volatility"} & set(regime_enabled(cfg.regime))):
+        return None
+    _, _, hist = load_window(cfg.data.catalog, [bench], cfg.data.bar, cfg.data.start, cfg.data.end, 0)
+    return hist[bench]
+
+
+def overlay_series(
+    cfg: BacktestConfig,
+    full: dict[str, pd.DataFrame],
+    history: dict[str, pd.DataFrame] | None,
+    card_horizon: int | None,
+    bench: pd.DataFrame | None = None,
+    trade_from: int = 0,
+) -> OverlaySeries:
+    """The run's overlay inputs; warns when the regime filter never allows an entry."""
+    hist = history if history is not None else full
+    if bench is None:
+        bench = benchmark_history(cfg, hist)
+    series = build_series(cfg, full, hist, bench, resolve_horizon(cfg, card_horizon))
+    names = regime_enabled(cfg.regime)
+    if names:
+        inside = series.timeline >= trade_from
+        if not series.allow[inside].any():
+            log.warning(
+                "the regime filter (%s, combine=%s) never allows an entry in this window: "
+                "no position will be opened; loosen [regime] or check the benchmark's data",
+                "+".join(names), cfg.regime.combine,
+            )
+    return series
 
 
 def simulate(
@@ -199,16 +266,20 @@ def simulate(
     params: dict[str, Any],
     progress: Progress = _noop,
     history: dict[str, pd.DataFrame] | None = None,
+    *,
+    overlays: bool = True,
+    bench_history: pd.DataFrame | None = None,
 ) -> RunResult:
-    """Run one strategy kind over the given bars in a fresh engine; return its books."""
+    """Run one strategy kind over the given bars in a fresh engine; return its books.
+
+    With ``overlays`` (the default) the config's ``[risk]``, ``[regime]`` and time stop
+    apply; the benchmark runs without them.
+    """
     spec = STRATEGIES[kind]
     symbols = list(window)
     data, quotes, instruments = build_stream(cfg, full)
     progress("prepare", 1.0)
-    last_idx = -2 if cfg.execution.fill == "next_open" else -1
-    last_decision = {s: int(f.index.asi8[last_idx if len(f) > 1 else -1]) for s, f in window.items()}
-    trade_from = min(int(f.index.asi8[0]) for f in window.values())
-    s = cfg.costs
+    trade_from, last_decision = decision_bounds(cfg, window)
     strategy_config: dict[str, Any] = {
         "symbols": symbols,
         "bar": cfg.data.bar,
@@ -217,16 +288,24 @@ def simulate(
         "position_size": cfg.portfolio.position_size,
         "max_positions": cfg.portfolio.max_positions,
         "fractional": cfg.portfolio.fractional,
-        "cost_rate": (s.slippage_bps + s.commission_bps) / 10_000.0,
+        "cost_rate": cost_rate(cfg),
         "trade_from_ns": trade_from,
         "last_decision_ns": last_decision,
         "close_at_end": cfg.execution.close_at_end,
+        **(strategy_risk_params(cfg) if overlays else {}),
         **params,
     }
+    if not overlays:
+        strategy_config.pop("max_hold_bars", None)
     engine = BacktestEngine(
         BacktestEngineConfig(
             trader_id=TraderId("SIGTRADE-001"),
             logging=LoggingConfig(log_level="ERROR", bypass_logging=True),
+            # sigtrade's strategies size every order within their own cash books
+            # (engine.sizing.shares_for); NautilusTrader's pre-trade check would price a
+            # market order at the previous execution quote (the last bar's next open)
+            # and deny orders the strategy sized correctly at the current close.
+            risk_engine=RiskEngineConfig(bypass=True),
         )
     )
     try:
@@ -242,6 +321,10 @@ def simulate(
         prepare = getattr(strategy, "prepare", None)
         if callable(prepare):
             prepare(history if history is not None else full)
+        if overlays:
+            horizon = getattr(strategy, "card_horizon", lambda: None)()
+            series = overlay_series(cfg, full, history, horizon, bench_history, trade_from)
+            strategy.attach_series(series)  # type: ignore[attr-defined]
         progress("model", 1.0)
         engine.add_strategy(strategy)
         engine.add_data_iterator("sigtrade-bars", _chunks(data, progress))
@@ -250,7 +333,9 @@ def simulate(
     finally:
         engine.dispose()
     index = timeline(window)
-    return build_run(fills, window, index, cfg.portfolio.capital)
+    run = build_run(fills, window, index, cfg.portfolio.capital)
+    run.trades = trades_with_reasons(run.trades, run.fills)
+    return run
 
 
 def run_backtest(cfg: BacktestConfig, progress: Progress | None = None) -> BacktestResult:
@@ -269,18 +354,20 @@ def run_backtest(cfg: BacktestConfig, progress: Progress | None = None) -> Backt
         cfg.data.catalog, symbols, cfg.data.bar, cfg.data.start, cfg.data.end, warmup_bars(cfg)
     )
     if bench in window:
-        b_window, b_full = {bench: window[bench]}, {bench: window[bench]}
+        b_window, b_full, b_history = {bench: window[bench]}, {bench: window[bench]}, {bench: history[bench]}
     else:
-        b_window, b_full, _ = load_window(cfg.data.catalog, [bench], cfg.data.bar, cfg.data.start, cfg.data.end, 0)
+        b_window, b_full, b_history = load_window(cfg.data.catalog, [bench], cfg.data.bar, cfg.data.start, cfg.data.end, 0)
     index_info = cat.read_index(cfg.data.catalog)
     progress("load", 1.0)
     timings["load"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    strat = simulate(cfg, window, full, cfg.strategy.kind, strategy_params(cfg), progress, history)
+    strat = simulate(
+        cfg, window, full, cfg.strategy.kind, strategy_params(cfg), progress, history, bench_history=b_history[bench]
+    )
     timings["simulate"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    bench_run = simulate(cfg, b_window, b_full, "buy_and_hold", {})
+    bench_run = simulate(cfg, b_window, b_full, "buy_and_hold", {}, overlays=False)
     timings["benchmark"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()

@@ -1,0 +1,434 @@
+"""The fast path: numpy/pandas around :mod:`engine.sim.kernels_nb`.
+
+:class:`FastPath` turns one universe (a backtest config's bars, the model's batch
+probabilities, the benchmark) into the dense arrays the kernel reads, ONCE, and then
+simulates any number of configurations of the signal strategy that differ in what the
+kernel can vary:
+
+* ``strategy``: ``entry_threshold``, ``exit_threshold``, ``short_threshold``,
+  ``cover_threshold``, ``max_hold_bars``;
+* ``portfolio``: ``position_size``, ``max_positions``;
+* ``costs``: every field;
+* every ``[risk]`` and ``[regime]`` field.
+
+Everything else (data, capital, whole/fractional shares, account, fill mode, the model)
+is fixed per universe. Inputs that depend on a swept value are computed once per
+distinct value and indexed by the configuration: quotes per ``slippage_bps``, ATR% per
+``atr_period``, typical moves per (horizon, window), regime series per ``[regime]``.
+
+The arrays are exactly what the event engine sees: bar prices and execution quotes go
+through NautilusTrader's own ``Bar`` / ``QuoteTick`` construction (so prices are the
+engine's ``Price`` values), the probabilities are the strategy's batch probabilities,
+and the overlay inputs come from :mod:`engine.overlays` / :mod:`engine.regime` like the
+event strategy's. Symbols keep the runner's order; the time grid is the union of the
+event frames' bar closes (as-of alignment for the regime series, see
+:mod:`engine.regime`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine import catalog as cat
+from engine import sessions
+from engine.config import BacktestConfig, RegimeConfig, bar_minutes, config_to_dict
+from engine.errors import ConfigError, DataError
+from engine.fills import execution_quotes
+from engine.ledger import build_run, empty_fills, timeline
+from engine.overlays import (
+    EXIT_REASONS,
+    atr_pct,
+    cost_rate,
+    resolve_horizon,
+    round_trip_rate,
+    session_ids,
+    tail_aligned,
+    trades_with_reasons,
+    typical_move,
+    union_timeline,
+)
+from engine.regime import regime_allows
+from engine.results import FILL_COLUMNS, RunResult
+from engine.sim import kernels_nb as K
+
+FIXED_SECTIONS = ("data", "execution", "benchmark", "metrics")
+"""Config sections a sweep cannot vary (one universe, one fill model, one benchmark)."""
+FIXED_FIELDS = {
+    "portfolio": ("capital", "fractional", "account"),
+    "strategy": ("kind", "model", "mode"),
+}
+"""Fields of other sections a sweep cannot vary."""
+
+_DAY_NS = 86_400 * 1_000_000_000
+
+
+@dataclass
+class _Bank:
+    """Arrays indexed by a setting, stacked on first use."""
+
+    keys: dict[Any, int] = field(default_factory=dict)
+    arrays: list[np.ndarray] = field(default_factory=list)
+
+    def index(self, key: Any, make: Any) -> int:
+        if key not in self.keys:
+            self.keys[key] = len(self.arrays)
+            self.arrays.append(make())
+        return self.keys[key]
+
+    def stacked(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        if not self.arrays:
+            return np.zeros((1, *shape), dtype=dtype)
+        return np.ascontiguousarray(np.stack(self.arrays))
+
+
+class FastPath:
+    """One universe, prepared once; simulate many configurations of the signal strategy.
+
+    Parameters
+    ----------
+    cfg
+        The base backtest config (its fixed sections define the universe).
+    window, full, history
+        The runner's frames (:func:`engine.runner.load_window`): in-window bars, what the
+        event loop replays (with warm-up), and the whole history up to the window's end.
+    probabilities
+        The strategy's batch probability series per symbol (on the history index).
+    bench
+        The benchmark's bar history (trend and volatility filters), or None.
+    card_horizon, card_threshold
+        The model card's label horizon and default entry threshold.
+    """
+
+    def __init__(
+        self,
+        cfg: BacktestConfig,
+        window: Mapping[str, pd.DataFrame],
+        full: Mapping[str, pd.DataFrame],
+        history: Mapping[str, pd.DataFrame],
+        probabilities: Mapping[str, pd.Series],
+        bench: pd.DataFrame | None,
+        card_horizon: int | None = None,
+        card_threshold: float = 0.5,
+    ) -> None:
+        from engine.runner import _quote_ticks, decision_bounds
+
+        self.cfg = cfg
+        self.symbols = list(window)
+        self.window = dict(window)
+        self.full = {s: full[s] for s in self.symbols}
+        self.history = {s: history[s] for s in self.symbols}
+        self.bench = bench
+        self.card_horizon = card_horizon
+        self.card_threshold = float(card_threshold)
+        self._quote_ticks = _quote_ticks
+        S = len(self.symbols)
+        ts = union_timeline(self.full)
+        T = len(ts)
+        self.ts = ts
+        self.window_index = timeline(self.window)
+        self.in_window = np.isin(ts, self.window_index.asi8)
+        self.day = session_ids(ts)
+        self.trade_from, self.last_decision = decision_bounds(cfg, self.window)
+        order = sorted(range(S), key=lambda i: self.symbols[i])
+        self.rank_of = np.empty(S, dtype=np.int64)
+        self.rank_of[order] = np.arange(S)
+        self.capital = float(cfg.portfolio.capital)
+        self.qty_scale = float(10 ** (6 if cfg.portfolio.fractional else 0))
+        self.periods_per_year = sessions.periods_per_year(self.window_index) if len(self.window_index) else 252.0
+        idx = self.window_index
+        self.years = (idx[-1].value - idx[0].value) / _DAY_NS / 365.25 if len(idx) >= 2 else 0.0
+
+        self.rows: list[np.ndarray] = []  # step index of each full bar, per symbol
+        self.state = np.zeros((T, S), dtype=np.int8)
+        self.close = np.full((T, S), np.nan)
+        self.high = np.full((T, S), np.nan)
+        self.low = np.full((T, S), np.nan)
+        self.mark = np.full((T, S), np.nan)
+        self.prob = np.full((T, S), np.nan)
+        self.ref = np.full((T, S), np.nan)
+        self.fill_ts = np.full((T, S), -1, dtype=np.int64)
+        close_at_end = cfg.execution.close_at_end
+        for j, s in enumerate(self.symbols):
+            frame = self.full[s]
+            k = np.searchsorted(ts, frame.index.asi8)
+            self.rows.append(k)
+            inst = cat.make_instrument(s, cfg.portfolio.fractional)
+            bars = cat.frame_to_bars(frame, s, cfg.data.bar, inst)
+            self.close[k, j] = [b.close.as_double() for b in bars]
+            self.high[k, j] = [b.high.as_double() for b in bars]
+            self.low[k, j] = [b.low.as_double() for b in bars]
+            t = frame.index.asi8
+            last = self.last_decision[s]
+            st = np.full(len(t), K.ST_DECIDE, dtype=np.int8)
+            if close_at_end:
+                st[t >= last] = K.ST_END  # only the first is reached: the symbol is then done
+            else:
+                st[t > last] = K.ST_PAST
+            st[t < self.trade_from] = K.ST_WARM
+            self.state[k, j] = st
+            wk = np.searchsorted(ts, self.window[s].index.asi8)
+            self.mark[wk, j] = self.window[s]["close"].to_numpy(dtype=np.float64)
+            p = probabilities.get(s)
+            if p is None:
+                raise DataError(f"no probabilities for {s}: score every traded symbol")
+            self.prob[k, j] = p.reindex(frame.index).to_numpy(dtype=np.float64)
+            q = execution_quotes(frame, cfg.execution.fill, bar_minutes(cfg.data.bar), 0.0)
+            if len(q):
+                qk = np.searchsorted(ts, q["decision_ts"].to_numpy(dtype=np.int64))
+                self.ref[qk, j] = q["ref"].to_numpy()
+                self.fill_ts[qk, j] = q["fill_ts"].to_numpy(dtype=np.int64)
+        rows_k, rows_s = np.nonzero(self.state != K.ST_NONE)  # row-major: by time, then symbol
+        self.act_sym = rows_s.astype(np.int64)
+        self.act_ptr = np.searchsorted(rows_k, np.arange(T + 1)).astype(np.int64)
+        self._per_bar = tuple(
+            np.ascontiguousarray(arr[rows_k, rows_s])
+            for arr in (self.state, self.close, self.high, self.low, self.mark, self.prob)
+        )
+        self._check_probabilities()
+        self._slip = _Bank()
+        self._atr = _Bank()
+        self._move = _Bank()
+        self._regime = _Bank()
+
+    # -- validation ------------------------------------------------------------------------
+    def _check_probabilities(self) -> None:
+        decide = self.state == K.ST_DECIDE
+        finite = np.isfinite(self.prob) & decide
+        if not finite.any():
+            raise DataError(
+                "every model probability in the trading window is NaN: the history before the "
+                "window is shorter than the model's warm-up (features + lookback), or the features "
+                "are NaN; start the window later or ingest more history"
+            )
+        bad = ~np.isnan(self.prob) & ((self.prob < 0) | (self.prob > 1))
+        if bad.any():
+            raise DataError("model probabilities outside [0, 1]: the model's output is not a probability")
+
+    def check_fixed(self, cfg: BacktestConfig) -> None:
+        """Refuse a configuration that changes what the universe fixes."""
+        a, b = config_to_dict(self.cfg), config_to_dict(cfg)
+        for sec in FIXED_SECTIONS:
+            if a[sec] != b[sec]:
+                raise ConfigError(f"a sweep cannot vary [{sec}]: it defines the universe; run one sweep per setting")
+        for sec, names in FIXED_FIELDS.items():
+            for n in names:
+                if a[sec][n] != b[sec][n]:
+                    raise ConfigError(f"a sweep cannot vary {sec}.{n}; run one sweep per value")
+
+    # -- banks -------------------------------------------------------------------------------
+    def _dense(self, per_symbol: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.full((len(self.ts), len(self.symbols)), np.nan)
+        for j, v in enumerate(per_symbol):
+            out[self.rows[j], j] = v
+        return out
+
+    def _quotes(self, slippage_bps: float) -> np.ndarray:
+        """bid and ask (2, T, S) as NautilusTrader prices for one slippage."""
+        cfg = self.cfg
+        out = np.full((2, len(self.ts), len(self.symbols)), np.nan)
+        for j, s in enumerate(self.symbols):
+            q = execution_quotes(self.full[s], cfg.execution.fill, bar_minutes(cfg.data.bar), slippage_bps)
+            if not len(q):
+                continue
+            inst = cat.make_instrument(s, cfg.portfolio.fractional)
+            ticks = self._quote_ticks(inst, q.index, q["bid"].to_numpy(), q["ask"].to_numpy())
+            qk = np.searchsorted(self.ts, q["decision_ts"].to_numpy(dtype=np.int64))
+            out[0, qk, j] = [x.bid_price.as_double() for x in ticks]
+            out[1, qk, j] = [x.ask_price.as_double() for x in ticks]
+        return out
+
+    def _atr_of(self, period: int) -> np.ndarray:
+        return self._dense([tail_aligned(atr_pct(self.history[s], period), len(self.full[s])) for s in self.symbols])
+
+    def _move_of(self, horizon: int, window: int) -> np.ndarray:
+        return self._dense(
+            [tail_aligned(typical_move(self.history[s], horizon, window), len(self.full[s])) for s in self.symbols]
+        )
+
+    def _regime_of(self, regime: RegimeConfig) -> np.ndarray:
+        try:
+            return regime_allows(regime, self.ts, self.bench, self.history)
+        except ValueError as exc:
+            raise ConfigError(f"{exc}: add benchmark.symbol's bars to the catalog") from exc
+
+    def regime_series(self, regime: RegimeConfig) -> np.ndarray:
+        """Whether entries are allowed at each union time under *regime*."""
+        return self._regime.arrays[self._regime.index(regime, lambda: self._regime_of(regime))]
+
+    # -- configurations -----------------------------------------------------------------------
+    def params(self, cfgs: Sequence[BacktestConfig]) -> tuple[np.ndarray, np.ndarray]:
+        """The kernel's float and int parameter rows of each configuration."""
+        n = len(cfgs)
+        fp = np.zeros((n, K.N_FLOAT))
+        ip = np.zeros((n, K.N_INT), dtype=np.int64)
+        for i, c in enumerate(cfgs):
+            st, r, co = c.strategy, c.risk, c.costs
+            entry = st.entry_threshold if st.entry_threshold is not None else self.card_threshold
+            exit_ = st.exit_threshold if st.exit_threshold is not None else min(0.5, entry)
+            if exit_ > entry:
+                raise ConfigError(
+                    f"strategy.exit_threshold ({exit_}) is above strategy.entry_threshold ({entry}): "
+                    "a position would be closed on the bar it is opened"
+                )
+            fp[i, K.F_ENTRY] = entry
+            fp[i, K.F_EXIT] = exit_
+            fp[i, K.F_SHORT] = st.short_threshold if st.short_threshold is not None else math.nan
+            fp[i, K.F_COVER] = st.cover_threshold
+            fp[i, K.F_POS_SIZE] = c.portfolio.position_size
+            fp[i, K.F_COST_RATE] = cost_rate(c)
+            fp[i, K.F_BPS] = co.commission_bps
+            fp[i, K.F_PER_SHARE] = co.commission_per_share
+            fp[i, K.F_CMIN] = co.commission_min
+            fp[i, K.F_ATR_RISK] = r.atr_risk
+            fp[i, K.F_ATR_MULT] = r.atr_multiple
+            fp[i, K.F_MAX_GROSS] = r.max_gross_exposure
+            fp[i, K.F_SL] = r.stop_loss
+            fp[i, K.F_TP] = r.take_profit
+            fp[i, K.F_TRAIL] = r.trailing_stop
+            fp[i, K.F_COST_MULT] = r.cost_multiple
+            fp[i, K.F_RT_RATE] = round_trip_rate(c)
+            fp[i, K.F_DD_LIMIT] = r.drawdown_limit
+            fp[i, K.F_DAILY_LIMIT] = r.daily_loss_limit
+            ip[i, K.I_MAX_POS] = c.portfolio.max_positions
+            slip = float(co.slippage_bps)
+            ip[i, K.I_SLIP] = self._slip.index(slip, lambda slip=slip: self._quotes(slip))
+            if r.sizing == "atr":
+                ip[i, K.I_ATR] = self._atr.index(r.atr_period, lambda p=r.atr_period: self._atr_of(p))
+            else:
+                ip[i, K.I_ATR] = -1
+            if r.cost_filter:
+                key = (resolve_horizon(c, self.card_horizon), r.cost_filter_window)
+                ip[i, K.I_MOVE] = self._move.index(key, lambda key=key: self._move_of(*key))
+            else:
+                ip[i, K.I_MOVE] = -1
+            reg = c.regime
+            ip[i, K.I_REGIME] = self._regime.index(reg, lambda reg=reg: self._regime_of(reg))
+            ip[i, K.I_MAX_HOLD] = st.max_hold_bars
+            ip[i, K.I_MIN_HOLD] = r.min_hold_bars
+            ip[i, K.I_COOLDOWN] = r.cooldown_bars
+            ip[i, K.I_DD_PAUSE] = r.drawdown_pause_bars
+        return fp, ip
+
+    def _args(self) -> tuple[Any, ...]:
+        T, S = self.state.shape
+        quotes = self._slip.stacked((2, T, S), np.float64)
+        rf = self.cfg.metrics.risk_free_rate
+        rf_p = (1.0 + rf) ** (1.0 / self.periods_per_year) - 1.0
+        return (
+            self.ts, self.in_window, self.day, int(self.trade_from), self.act_ptr, self.act_sym,
+            *self._per_bar, self.ref, self.fill_ts,
+            np.ascontiguousarray(quotes[:, 0]), np.ascontiguousarray(quotes[:, 1]),
+            self._atr.stacked((T, S), np.float64), self._move.stacked((T, S), np.float64),
+            self._regime.stacked((T,), np.bool_), self.rank_of, self.capital, self.qty_scale, rf_p,
+        )
+
+    def bytes_per_config(self, keep_equity: bool) -> int:
+        """Memory the kernel needs per configuration (state, statistics, equity path)."""
+        S = len(self.symbols)
+        return 8 * (K.N_FLOAT + K.N_INT + K.N_STAT + 20 * S) + (8 * int(self.in_window.sum()) if keep_equity else 0)
+
+    def run(
+        self, fp: np.ndarray, ip: np.ndarray, *, keep_equity: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Simulate the parameter rows; return (statistics, equity paths or an empty array)."""
+        n_win = int(self.in_window.sum())
+        eq = np.zeros((len(fp), n_win) if keep_equity else (len(fp), 0))
+        args = self._args()
+        stats = K.sweep_nb(np.ascontiguousarray(fp), np.ascontiguousarray(ip), *args, keep_equity, eq)
+        _check_clash(stats)
+        return stats, eq
+
+    def metrics(self, stats: np.ndarray) -> pd.DataFrame:
+        """Figures of engine/metrics.py from the kernel's statistics, one row per configuration."""
+        P = self.periods_per_year
+        rf = self.cfg.metrics.risk_free_rate
+        rf_p = (1.0 + rf) ** (1.0 / P) - 1.0
+        final = stats[:, K.S_FINAL]
+        n = stats[:, K.S_NRET]
+        mean = stats[:, K.S_MEAN]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sd = np.sqrt(stats[:, K.S_M2] / (n - 1.0))
+            total = final / self.capital - 1.0
+            growth = 1.0 + total
+            cagr = np.where(growth > 0, growth ** (1.0 / self.years) - 1.0, np.where(growth == 0, -1.0, np.nan)) if self.years > 0 else np.full(len(final), np.nan)
+            sharpe = np.where((n >= 2) & (sd > 0), (mean - rf_p) / sd * math.sqrt(P), np.nan)
+            down = np.sqrt(stats[:, K.S_DOWN2] / n)
+            sortino = np.where((n >= 2) & (down > 0), (mean - rf_p) / down * math.sqrt(P), np.nan)
+            mdd = stats[:, K.S_MDD]
+            calmar = np.where(mdd < 0, cagr / np.abs(mdd), np.nan)
+            mean_eq = stats[:, K.S_SUM_EQ] / stats[:, K.S_NEQ]
+            turnover = stats[:, K.S_NOTIONAL] / mean_eq / self.years if self.years > 0 else np.full(len(final), np.nan)
+            in_market = stats[:, K.S_EXPOSED] / stats[:, K.S_NEQ]
+        return pd.DataFrame(
+            {
+                "sharpe": sharpe,
+                "sortino": sortino,
+                "total_return": total,
+                "cagr": cagr,
+                "calmar": calmar,
+                "max_drawdown": mdd,
+                "volatility": sd * math.sqrt(P),
+                "trades": stats[:, K.S_TRADES].astype(np.int64),
+                "fills": stats[:, K.S_FILLS].astype(np.int64),
+                "turnover": turnover,
+                "commission_paid": stats[:, K.S_COMMISSION],
+                "slippage_paid": stats[:, K.S_SLIPPAGE],
+                "final_equity": final,
+                "time_in_market": in_market,
+            }
+        )
+
+    # -- one configuration, fill by fill --------------------------------------------------------
+    def trace(self, cfg: BacktestConfig) -> tuple[RunResult, pd.Series, np.ndarray]:
+        """Simulate one configuration with its fills recorded.
+
+        Returns the run as sigtrade's books see it (fills -> :func:`engine.ledger.build_run`,
+        the same code as the event engine's), the kernel's own equity path, and its raw
+        statistics row.
+        """
+        self.check_fixed(cfg)
+        fp, ip = self.params([cfg])
+        n_win = int(self.in_window.sum())
+        max_fills = int((self.state != K.ST_NONE).sum()) + 1
+        stats, rec, reasons, equity = K.trace_nb(fp[0], ip[0], *self._args(), max_fills, n_win)
+        _check_clash(stats[None, :])
+        fills = self.fills_frame(rec, reasons)
+        run = build_run(fills, self.window, self.window_index, self.capital)
+        run.trades = trades_with_reasons(run.trades, run.fills)
+        return run, pd.Series(equity, index=self.window_index, name="equity"), stats
+
+    def fills_frame(self, rec: np.ndarray, reasons: np.ndarray) -> pd.DataFrame:
+        """The kernel's recorded fills as the runner's fills table (``exit_reason`` included)."""
+        if not len(rec):
+            out = empty_fills()
+            out["exit_reason"] = pd.Series(dtype="object")
+            return out
+        k = rec[:, 0].astype(np.int64)
+        j = rec[:, 1].astype(np.int64)
+        names = np.array(self.symbols, dtype=object)
+        df = pd.DataFrame(
+            {
+                "ts": pd.to_datetime(self.fill_ts[k, j], utc=True),
+                "symbol": names[j],
+                "side": np.where(rec[:, 2] > 0, "BUY", "SELL").astype(object),
+                "qty": rec[:, 3],
+                "price": rec[:, 4],
+                "ref_price": self.ref[k, j],
+                "commission": rec[:, 5],
+                "exit_reason": [("" if r == 0 else EXIT_REASONS[r - 1]) for r in reasons],
+            }
+        )
+        df["notional"] = df["qty"] * df["price"]
+        df["slippage"] = df["qty"] * np.abs(df["price"] - df["ref_price"])
+        return df.sort_values(["ts", "symbol"], kind="stable")[[*FILL_COLUMNS, "exit_reason"]].reset_index(drop=True)
+
+
+def _check_clash(stats: np.ndarray) -> None:
+    if (stats[:, K.S_LEDGER_CLASH] > 0).any():
+        raise RuntimeError("kernel ledger: a fill was due after its symbol's next bar close (bar timing bug)")
