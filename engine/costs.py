@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nautilus_trader.backtest.models import FeeModel
 from nautilus_trader.backtest.config import FeeModelConfig
+from nautilus_trader.backtest.models import FeeModel
 from nautilus_trader.model.currencies import USD
 from nautilus_trader.model.objects import Money
 

@@ -49,7 +49,15 @@ def debug_enabled() -> bool:
 
 
 def _register_all() -> None:
-    from engine.cli import backtest_cmd, ingest_cmd, models_cmd, research_cmd, sample_cmd, sweep_cmd, tune_cmd
+    from engine.cli import (
+        backtest_cmd,
+        ingest_cmd,
+        models_cmd,
+        research_cmd,
+        sample_cmd,
+        sweep_cmd,
+        tune_cmd,
+    )
 
     for module in (ingest_cmd, sample_cmd, backtest_cmd, sweep_cmd, models_cmd, research_cmd, tune_cmd):
         module.register(app)
