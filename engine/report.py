@@ -259,17 +259,17 @@ def _trades_table(trades: pd.DataFrame) -> str:
     head = (
         "<thead><tr><th>#</th><th>Symbol</th><th>Entry (NY)</th><th>Exit (NY)</th><th>Qty</th>"
         "<th>Entry price</th><th>Exit price</th><th>P&amp;L</th><th>Return</th>"
-        "<th>Commission</th><th>Bars</th></tr></thead>"
+        "<th>Commission</th><th>Bars</th><th>Exit reason</th></tr></thead>"
     )
     if n == 0:
-        body = '<tr><td colspan="11" class="empty">No trades.</td></tr>'
+        body = '<tr><td colspan="12" class="empty">No trades.</td></tr>'
         note = ""
     else:
         t = trades.iloc[:MAX_TRADE_ROWS]
         entry = _local(t["entry_ts"]).strftime("%Y-%m-%d %H:%M")
         exit_ = _local(t["exit_ts"]).strftime("%Y-%m-%d %H:%M")
         rows = []
-        records = t.loc[:, TRADE_COLUMNS].to_dict("records")
+        records = t.to_dict("records")
         for i, (rec, en, ex) in enumerate(zip(records, entry, exit_, strict=True)):
             pnl = float(rec["pnl"])
             cls = "pos" if pnl > 0 else "neg" if pnl < 0 else ""
@@ -278,7 +278,8 @@ def _trades_table(trades: pd.DataFrame) -> str:
                 f"<td>{float(rec['qty']):,.6g}</td><td>{float(rec['entry_price']):,.4f}</td>"
                 f"<td>{float(rec['exit_price']):,.4f}</td><td class=\"{cls}\">{_usd(pnl)}</td>"
                 f"<td class=\"{cls}\">{_pct(_finite(rec['return']))}</td>"
-                f"<td>{_usd(_finite(rec['commission']))}</td><td>{_int(rec['bars_held'])}</td></tr>"
+                f"<td>{_usd(_finite(rec['commission']))}</td><td>{_int(rec['bars_held'])}</td>"
+                f"<td>{_e(rec.get('exit_reason', ''))}</td></tr>"
             )
         body = "".join(rows)
         note = (
