@@ -174,6 +174,143 @@ def _print_report(report: IngestReport) -> None:
         console.print(f"[dim]... {len(notes) - 10} more note(s)[/]")
 
 
+@ingest_app.command("alpaca")
+def alpaca_command(
+    symbols: Annotated[str | None, typer.Option(
+        "--symbols", show_default=False, help="Comma-separated symbols, e.g. SPY,AAPL (required).",
+    )] = None,
+    start: Annotated[str | None, typer.Option(
+        "--start", show_default=False,
+        help="First bar: a date (New York) or a time with UTC offset, e.g. 2024-01-02 (required).",
+    )] = None,
+    end: Annotated[str | None, typer.Option(
+        "--end", show_default=False, help="Last bar: a date (New York, whole day included) or a time; default now.",
+    )] = None,
+    bar: Annotated[str, typer.Option("--bar", help="Bar size: 1-HOUR, 1-DAY, 15-MINUTE ...")] = "1-HOUR",
+    feed: Annotated[str, typer.Option("--feed", help="Alpaca feed: iex (free plan) or sip (paid).")] = "iex",
+    adjustment: Annotated[str, typer.Option(
+        "--adjustment", help="Corporate-action adjustment: raw, split, dividend or all.",
+    )] = "raw",
+    catalog: Annotated[Path | None, typer.Option(
+        "--catalog", show_default=False,
+        help="Catalog directory (required); created if absent. Symbols already in it are updated incrementally.",
+    )] = None,
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Drop bars with hard problems instead of refusing (as `ingest csv --repair`).",
+    )] = False,
+) -> None:
+    """Ingest bars from Alpaca's market-data API; all symbols are written, or none.
+
+    Keys come from the environment (APCA_API_KEY_ID, APCA_API_SECRET_KEY), never from the command line. Only the range the catalog lacks is fetched; bars outside the NYSE regular session are dropped; the bars get the same checks as `ingest csv`.
+    """
+    import msgspec
+
+    from engine.adapters.alpaca.config import AlpacaConfig
+    from engine.adapters.alpaca.historical import ingest_alpaca
+
+    if not symbols:
+        raise ConfigError("--symbols is required, e.g. --symbols SPY,AAPL")
+    if start is None:
+        raise ConfigError("--start is required: the first bar to fetch, e.g. --start 2024-01-02")
+    if catalog is None:
+        raise ConfigError("--catalog DIR is required: the catalog to write into, e.g. --catalog catalogs/alpaca")
+    try:
+        config = msgspec.convert({"feed": feed, "adjustment": adjustment}, AlpacaConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{exc}: --feed takes iex or sip, --adjustment raw, split, dividend or all") from exc
+    names = [s for s in symbols.split(",") if s.strip()]
+    with Progress(
+        TextColumn("fetching"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+        TimeElapsedColumn(), console=err_console, transient=True, disable=not err_console.is_terminal,
+    ) as progress:
+        task = progress.add_task("", total=len(names))
+
+        def step(symbol: str, received: int) -> None:
+            progress.update(task, advance=1, description=escape(f"{symbol}: {received} bars"))
+
+        report = ingest_alpaca(
+            names, catalog, start=_cli_time(start, "--start", end_of_day=False),
+            end=_cli_time(end, "--end", end_of_day=True) if end else None,
+            bar=bar, config=config, repair=repair, progress=step,
+        )
+    table = Table(
+        title=f"ingested {len(report.symbols)} symbol(s) from Alpaca ({report.feed}, {report.adjustment}) into "
+        f"{escape(str(report.catalog))} ({report.bar} bars, close times in New York)",
+        box=box.SIMPLE_HEAD, pad_edge=False,
+    )
+    for name, justify in (("symbol", "left"), ("received", "right"), ("ext. hours", "right"), ("new", "right"),
+                          ("in catalog", "right"), ("warn", "right"), ("first close", "left"), ("last close", "left")):
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    for s in report.symbols:
+        table.add_row(
+            escape(s.symbol) + (" (updated)" if s.incremental else ""), str(s.received),
+            str(s.extended_hours) if s.extended_hours else "", str(s.new_bars), str(s.rows_written),
+            str(len(s.warnings)) if s.warnings else "", _et(s.first_close), _et(s.last_close),
+        )
+    console.print(table)
+    dropped = sum(s.extended_hours for s in report.symbols)
+    if dropped:
+        console.print(f"[dim]note: dropped {dropped} bar(s) starting outside the NYSE regular session "
+                      "(pre-market / after-hours)[/]")
+    for s in report.symbols:
+        for p in s.warnings[:3]:
+            console.print(escape(f"warning: {p.kind}: {p}"), highlight=False)
+
+
+def _cli_time(text: str, option: str, *, end_of_day: bool) -> pd.Timestamp:
+    """A CLI time: a plain date is a New York day (its start, or its end for --end); else needs no zone."""
+    import pandas as pd
+
+    try:
+        ts = pd.Timestamp(text)
+    except ValueError as exc:
+        raise ConfigError(f"{option} {text}: not a date or time; expected e.g. 2024-01-02 or 2024-01-02T14:30Z") from exc
+    if ts.tzinfo is None:
+        if ts != ts.normalize():
+            raise ConfigError(f"{option} {text}: a time needs a UTC offset, e.g. 2024-01-02T14:30:00Z; or give a date")
+        if end_of_day:  # the whole New York day: up to one second before the next midnight
+            ts = (ts + pd.Timedelta(days=1)).tz_localize(NEW_YORK) - pd.Timedelta(seconds=1)
+        else:
+            ts = ts.tz_localize(NEW_YORK)
+    return ts.tz_convert("UTC")
+
+
+@ingest_app.command("news-csv")
+def news_csv_command(
+    path: Annotated[Path | None, typer.Argument(
+        metavar="FILE", show_default=False,
+        help="News CSV: id, symbols, headline, created_at (optional: summary, source, updated_at).",
+    )] = None,
+    catalog: Annotated[Path | None, typer.Option(
+        "--catalog", show_default=False, help="Catalog to store the news in (required); created if absent.",
+    )] = None,
+    tz: Annotated[str | None, typer.Option(
+        "--tz", help="Time zone of times written without a UTC offset, e.g. America/New_York (else they are refused).",
+    )] = None,
+) -> None:
+    """Ingest news articles from a CSV into <catalog>/sigtrade_news/news.parquet; incremental, deduplicated by id.
+
+    Symbols are separated by commas, semicolons, | or spaces. A repeated id keeps the row with the latest updated_at. Rows without symbols, without text or with a bad time refuse the whole file; nothing is written then.
+    """
+    import importlib
+
+    from engine.ingest.readers import check_tz
+
+    if path is None:
+        raise ConfigError("no input: pass a news CSV, e.g. sigtrade ingest news-csv news.csv --catalog catalogs/mydata")
+    if catalog is None:
+        raise ConfigError("--catalog DIR is required: the catalog to store the news in, e.g. --catalog catalogs/mydata")
+    check_tz(tz)
+    store = importlib.import_module("research.news.store")  # engine never imports research at module level
+    report = store.ingest_news_csv(path, catalog, tz=tz)
+    console.print(
+        escape(f"{path.name}: {report.added} new, {report.updated} updated, {report.unchanged} unchanged "
+               f"article(s); {report.total} in {report.path}"), highlight=False,
+    )
+    for note in report.notes:
+        console.print(f"[dim]note: {escape(note)}[/]", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Register the ``ingest`` sub-app on *app*."""
     app.add_typer(ingest_app, name="ingest")

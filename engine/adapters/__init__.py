@@ -1,0 +1,1 @@
+"""Adapters to brokers and data vendors (one sub-package each, NautilusTrader-style)."""

@@ -1,0 +1,78 @@
+"""Alpaca settings: frozen and strict; API keys come from the environment, at use, only.
+
+Keys are never fields of :class:`AlpacaConfig` (so a config can be printed or logged) and
+never CLI options (so they stay out of shell history and ``ps``). They are read by
+:func:`credentials` from ``APCA_API_KEY_ID`` and ``APCA_API_SECRET_KEY`` (alpaca-py's own
+names) when a client is built.
+
+Endpoints default to Alpaca's; ``SIGTRADE_ALPACA_DATA_URL`` / ``SIGTRADE_ALPACA_TRADING_URL``
+override them (tests point them at a fake server on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Literal
+
+import msgspec
+
+from engine.errors import BrokerError
+
+KEY_ID_ENV = "APCA_API_KEY_ID"
+SECRET_ENV = "APCA_API_SECRET_KEY"
+DATA_URL_ENV = "SIGTRADE_ALPACA_DATA_URL"
+TRADING_URL_ENV = "SIGTRADE_ALPACA_TRADING_URL"
+
+Feed = Literal["iex", "sip"]
+Adjustment = Literal["raw", "split", "dividend", "all"]
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """How often and how long to wait when Alpaca answers 429 (rate limit) or 5xx."""
+
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 5
+    """Retries of one request (429 and 5xx together) before giving up."""
+    backoff_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    """First wait after a 5xx (or a 429 without ``X-RateLimit-Reset``); doubles each retry."""
+    max_wait_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    """Longest single wait, also when ``X-RateLimit-Reset`` asks for more."""
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    """HTTP timeout of one request (connect and read)."""
+
+
+class AlpacaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Alpaca endpoints and data options (no keys: see :func:`credentials`)."""
+
+    data_url: str | None = None
+    """Market-data base URL; None = ``$SIGTRADE_ALPACA_DATA_URL`` or Alpaca's (https://data.alpaca.markets)."""
+    trading_url: str | None = None
+    """Trading base URL; None = ``$SIGTRADE_ALPACA_TRADING_URL`` or Alpaca's paper endpoint."""
+    paper: bool = True
+    """Trade on the paper account (paper keys)."""
+    feed: Feed = "iex"
+    """Bar feed: iex (free plan) or sip (all US exchanges; paid plan)."""
+    adjustment: Adjustment = "raw"
+    """Corporate-action adjustment of prices: raw, split, dividend or all."""
+    retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
+    """Back-off on 429 and 5xx answers."""
+
+    def resolved_data_url(self) -> str | None:
+        """The data URL to pass as ``url_override`` (None = alpaca-py's default)."""
+        return self.data_url or os.environ.get(DATA_URL_ENV) or None
+
+    def resolved_trading_url(self) -> str | None:
+        """The trading URL to pass as ``url_override`` (None = alpaca-py's default)."""
+        return self.trading_url or os.environ.get(TRADING_URL_ENV) or None
+
+
+def credentials() -> tuple[str, str]:
+    """Return ``(key_id, secret)`` from the environment; BrokerError naming the variables if unset."""
+    key_id = os.environ.get(KEY_ID_ENV, "").strip()
+    secret = os.environ.get(SECRET_ENV, "").strip()
+    missing = [name for name, value in ((KEY_ID_ENV, key_id), (SECRET_ENV, secret)) if not value]
+    if missing:
+        raise BrokerError(
+            f"Alpaca API keys not found: set {' and '.join(missing)} in the environment "
+            "(paper keys for the paper endpoint; keys are never taken on the command line)"
+        )
+    return key_id, secret
