@@ -55,11 +55,12 @@ def _register_all() -> None:
         models_cmd,
         research_cmd,
         sample_cmd,
+        sentiment_cmd,
         sweep_cmd,
         tune_cmd,
     )
 
-    for module in (ingest_cmd, sample_cmd, backtest_cmd, sweep_cmd, models_cmd, research_cmd, tune_cmd):
+    for module in (ingest_cmd, sample_cmd, backtest_cmd, sweep_cmd, models_cmd, research_cmd, tune_cmd, sentiment_cmd):
         module.register(app)
 
 
