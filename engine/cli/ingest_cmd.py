@@ -311,6 +311,67 @@ def news_csv_command(
         console.print(f"[dim]note: {escape(note)}[/]", highlight=False)
 
 
+@ingest_app.command("news")
+def news_command(
+    symbols: Annotated[str | None, typer.Option(
+        "--symbols", show_default=False, help="Comma-separated symbols, e.g. AAPL,MSFT (required).",
+    )] = None,
+    start: Annotated[str | None, typer.Option(
+        "--start", show_default=False,
+        help="Earliest article: a date (New York) or a time with UTC offset, e.g. 2024-01-02 (required).",
+    )] = None,
+    end: Annotated[str | None, typer.Option(
+        "--end", show_default=False, help="Latest article: a date (New York, whole day included) or a time; default now.",
+    )] = None,
+    catalog: Annotated[Path | None, typer.Option(
+        "--catalog", show_default=False, help="Catalog to store the news in (required); created if absent.",
+    )] = None,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Fetch the whole --start..--end range even when the catalog already holds news for it.",
+    )] = False,
+) -> None:
+    """Ingest news articles from Alpaca's news API into <catalog>/sigtrade_news/news.parquet; incremental, deduplicated by id.
+
+    Keys come from the environment (APCA_API_KEY_ID, APCA_API_SECRET_KEY), never from the command line. Only articles from the latest stored one (less an hour) are fetched; a repeated id keeps the latest updated_at. Articles naming no symbol are dropped and counted; an article without an id or with a time without zone refuses the whole answer, and nothing is written then.
+    """
+    import importlib
+
+    from engine.adapters.alpaca.config import AlpacaConfig
+    from engine.adapters.alpaca.news import check_symbols, fetch_news, incremental_start
+
+    if not symbols:
+        raise ConfigError("--symbols is required, e.g. --symbols AAPL,MSFT")
+    if start is None:
+        raise ConfigError("--start is required: the earliest article to fetch, e.g. --start 2024-01-02")
+    if catalog is None:
+        raise ConfigError("--catalog DIR is required: the catalog to store the news in, e.g. --catalog catalogs/mydata")
+    if catalog.exists() and not catalog.is_dir():
+        raise ConfigError(f"--catalog {catalog} is a file, not a directory: choose a directory such as catalogs/mydata")
+    names = check_symbols(symbols.split(","))
+    t0 = _cli_time(start, "--start", end_of_day=False)
+    t1 = _cli_time(end, "--end", end_of_day=True) if end else None
+    store = importlib.import_module("research.news.store")  # engine never imports research at module level
+    fetch_from = t0 if full else incremental_start(store.read_news(catalog), names, t0)
+    if t1 is not None and fetch_from > t1:
+        console.print(escape(f"news for {','.join(names)} is already stored up to {t1}; nothing fetched"), highlight=False)
+        return
+    articles, notes = fetch_news(names, fetch_from, t1, config=AlpacaConfig())
+    since = "" if fetch_from == t0 else f" (incremental: from {fetch_from:%Y-%m-%d %H:%M} UTC)"
+    if articles.empty:
+        console.print(escape(f"Alpaca news for {','.join(names)}{since}: no articles; nothing written"), highlight=False)
+        for note in notes:
+            console.print(f"[dim]note: {escape(note)}[/]", highlight=False)
+        return
+    report = store.merge_news(catalog, articles, notes)
+    console.print(
+        escape(f"Alpaca news for {','.join(names)}{since}: {len(articles)} article(s) received; {report.added} new, "
+               f"{report.updated} updated, {report.unchanged} unchanged; {report.total} in {report.path}"),
+        highlight=False,
+    )
+    for note in report.notes:
+        console.print(f"[dim]note: {escape(note)}[/]", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Register the ``ingest`` sub-app on *app*."""
     app.add_typer(ingest_app, name="ingest")

@@ -21,9 +21,13 @@ Test controls
 
 Extending it (trading endpoints, WebSockets): add a ``(method, path) -> handler`` entry
 to :attr:`FakeAlpaca.routes`; a handler gets the :class:`Request` and returns a
-:class:`Reply`. Auth, fault injection and the request log apply to every route. A
-WebSocket stream would be a second server object with the same life cycle
-(``start``/``close``/context manager).
+:class:`Reply`. Paths with a trailing parameter (``/v2/orders/{id}``) go in
+:attr:`FakeAlpaca.prefix_routes` as ``(method, prefix) -> handler(request, rest)``; an
+exact route wins over a prefix one. A request's JSON body is ``Request.json()``; a reply
+with status 204 is sent without a body. Auth, fault injection and the request log apply
+to every route. WebSocket streams are a second server object with the same life cycle
+(``start``/``close``/context manager): ``tests/fakes/alpaca_streams.py``; the trading
+endpoints and their matching model are ``tests/fakes/alpaca_trading.py``.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pandas as pd
 
@@ -68,6 +72,12 @@ class Request:
     headers: dict[str, str]
     status: int = 0
     """The status the server answered (filled in the log)."""
+    body: bytes = b""
+    """The raw request body (POST/PATCH JSON)."""
+
+    def json(self) -> Any:
+        """The body decoded as JSON (None when empty)."""
+        return json.loads(self.body) if self.body else None
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,7 @@ class FakeAlpaca:
         self.routes: dict[tuple[str, str], Callable[[Request], Reply]] = {
             ("GET", "/v2/stocks/bars"): self._stock_bars,
         }
+        self.prefix_routes: dict[tuple[str, str], Callable[[Request, str], Reply]] = {}
         self._bars: dict[tuple[str, str], pd.DataFrame] = {}
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
@@ -199,11 +210,13 @@ class FakeAlpaca:
         parts = urlsplit(h.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         headers = {k: v for k, v in h.headers.items()}
-        req = Request(method, parts.path, query, headers)
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length > 0 else b""
+        req = Request(method, parts.path, query, headers, 0, raw)
         reply = self._answer(req)
         with self._lock:
-            self.requests.append(Request(method, parts.path, query, headers, reply.status))
-        body = json.dumps(reply.body).encode()
+            self.requests.append(Request(method, parts.path, query, headers, reply.status, raw))
+        body = b"" if reply.status == 204 else json.dumps(reply.body).encode()
         h.send_response(reply.status)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(body)))
@@ -229,9 +242,13 @@ class FakeAlpaca:
                                                "X-RateLimit-Reset": str(reset)})
             return reply
         handler = self.routes.get((req.method, req.path))
-        if handler is None:
-            return Reply(404, {"code": 40410000, "message": "endpoint not found"})
-        return handler(req)
+        if handler is not None:
+            return handler(req)
+        for (method, prefix), prefixed in self.prefix_routes.items():
+            rest = req.path[len(prefix):]
+            if method == req.method and req.path.startswith(prefix) and rest and "/" not in rest:
+                return prefixed(req, unquote(rest))
+        return Reply(404, {"code": 40410000, "message": "endpoint not found"})
 
     # ---- GET /v2/stocks/bars -----------------------------------------------------------
     def _stock_bars(self, req: Request) -> Reply:
