@@ -17,7 +17,7 @@ import msgspec
 
 from engine.errors import ConfigError, did_you_mean
 
-_BAR_RE = re.compile(r"^(\d+)-(MINUTE|HOUR|DAY)$")
+_BAR_RE = re.compile(r"^([1-9]\d*)-(MINUTE|HOUR|DAY)$")
 
 NonNeg = Annotated[float, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(gt=0, le=1)]
@@ -217,11 +217,7 @@ class BacktestConfig(_Section):
 
     def __post_init__(self) -> None:
         """Check rules that span fields."""
-        if not _BAR_RE.match(self.data.bar):
-            raise ConfigError(
-                f"data.bar = '{self.data.bar}' is not a bar size: expected N-MINUTE, N-HOUR "
-                "or N-DAY, e.g. '1-HOUR'"
-            )
+        check_bar_spec(self.data.bar)
         if self.data.start and self.data.end and self.data.start > self.data.end:
             raise ConfigError(
                 f"data.start ({self.data.start}) is after data.end ({self.data.end}): "
@@ -248,6 +244,14 @@ class BacktestConfig(_Section):
                     "strategy.short_threshold needs a margin account: set portfolio.account = \"margin\" "
                     "or remove short_threshold (long only)"
                 )
+
+
+def check_bar_spec(bar: str, field: str = "data.bar") -> None:
+    """Refuse a bar size that is not ``N-MINUTE``, ``N-HOUR`` or ``N-DAY`` (N >= 1)."""
+    if not _BAR_RE.match(bar):
+        raise ConfigError(
+            f"{field} = '{bar}' is not a bar size: expected N-MINUTE, N-HOUR or N-DAY, e.g. '1-HOUR'"
+        )
 
 
 def bar_minutes(bar: str) -> int:

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from engine.config import apply_overrides
+from engine.config import apply_overrides, check_bar_spec
 from engine.errors import ConfigError, did_you_mean
 
 __all__ = [
@@ -45,7 +45,6 @@ ARCHITECTURES = ("mlp", "lstm", "gru", "cnn_lstm")
 MODEL_CONFIG_FILE = "train_config.json"
 """The resolved training config, written beside an exported model's card (read by evaluate)."""
 SPLITS = ("train", "validation", "test")
-_BAR_RE = re.compile(r"^[1-9]\d*-(MINUTE|HOUR|DAY)$")
 
 PosInt = Annotated[int, msgspec.Meta(ge=1)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -179,11 +178,7 @@ class TrainConfig(_Section):
 
     def __post_init__(self) -> None:
         """Check rules that span fields."""
-        if not _BAR_RE.match(self.data.bar):
-            raise ConfigError(
-                f"data.bar = '{self.data.bar}' is not a bar size: expected N-MINUTE, N-HOUR or "
-                "N-DAY, e.g. '1-HOUR'"
-            )
+        check_bar_spec(self.data.bar)
         if self.model.architecture not in ARCHITECTURES:  # direct construction skips msgspec
             raise ConfigError(
                 f"model.architecture = '{self.model.architecture}' is unknown"
