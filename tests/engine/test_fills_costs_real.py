@@ -132,10 +132,16 @@ def test_costs_lower_the_result_by_exactly_the_charged_amounts(real_catalog: Pat
     charged = run.fills["commission"].sum() + run.fills["slippage"].sum()
     assert charged > 0
     assert run.equity.iloc[-1] == pytest.approx(cfg.portfolio.capital + gross - charged, abs=1e-6)
-    # the same trade without costs ends higher by exactly what was charged (same quantity)
-    _, _, free = _run(real_catalog, "buy_and_hold", ["SPY"], "costs.commission_bps=0", "costs.slippage_bps=0")
-    if free.fills.iloc[0].qty == qty:
-        assert free.equity.iloc[-1] - run.equity.iloc[-1] == pytest.approx(charged, abs=1e-6)
+    # The same trades without costs end higher by exactly what was charged. With two symbols
+    # each gets half the capital, so the cash cap of the cost-aware sizing does not bind and
+    # both runs buy the same whole shares.
+    pair = ["SPY", "AAPL"]
+    _, _, costly = _run(real_catalog, "buy_and_hold", pair, "costs.commission_bps=10", "costs.slippage_bps=5")
+    _, _, free = _run(real_catalog, "buy_and_hold", pair, "costs.commission_bps=0", "costs.slippage_bps=0")
+    pd.testing.assert_series_equal(costly.fills["qty"], free.fills["qty"])
+    charged_pair = costly.fills["commission"].sum() + costly.fills["slippage"].sum()
+    assert charged_pair > 0
+    assert free.equity.iloc[-1] - costly.equity.iloc[-1] == pytest.approx(charged_pair, abs=1e-6)
 
 
 def test_equity_is_never_marked_with_a_fill_from_the_future(real_catalog: Path) -> None:
