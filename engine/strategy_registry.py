@@ -26,6 +26,8 @@ class StrategySpec:
     config_path: str
     params: tuple[str, ...] = ()
     warmup_path: str = ""
+    data_params: tuple[str, ...] = ()
+    """Fields of the ``[data]`` section the strategy also takes (e.g. the catalog its news is in)."""
 
 
 _SIGNAL_PARAMS = (
@@ -36,11 +38,11 @@ STRATEGIES: dict[str, StrategySpec] = {
     "sma_cross": StrategySpec("strategies.sma_cross:SmaCross", "strategies.sma_cross:SmaCrossConfig", ("fast", "slow")),
     "signal": StrategySpec(
         "strategies.signal:SignalStrategy", "strategies.signal:SignalStrategyConfig", _SIGNAL_PARAMS,
-        "strategies.signal:warmup_bars",
+        "strategies.signal:warmup_bars", ("catalog",),
     ),
     "ensemble": StrategySpec(
         "strategies.signal:SignalStrategy", "strategies.signal:SignalStrategyConfig", _SIGNAL_PARAMS,
-        "strategies.signal:warmup_bars",
+        "strategies.signal:warmup_bars", ("catalog",),
     ),
 }
 
@@ -64,4 +66,6 @@ def warmup_bars(cfg: BacktestConfig) -> int:
 def strategy_params(cfg: BacktestConfig) -> dict[str, Any]:
     """The strategy-specific fields of the config for the chosen kind."""
     spec = STRATEGIES[cfg.strategy.kind]
-    return {name: getattr(cfg.strategy, name) for name in spec.params}
+    params = {name: getattr(cfg.strategy, name) for name in spec.params}
+    params.update({name: str(getattr(cfg.data, name)) for name in spec.data_params})
+    return params

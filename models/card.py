@@ -36,6 +36,7 @@ import msgspec
 
 from models.errors import CardMismatchError, FeatureSetError, ModelContractError
 from models.feature_set import get_feature_set
+from models.sentiment import SentimentSpec
 
 __all__ = [
     "CARD_FILE",
@@ -188,8 +189,8 @@ class ModelCard(_Struct, kw_only=True):
     """Data ranges, command and seed."""
     metrics: dict[str, dict[str, float | list[float]]] = {}
     """Split -> metric -> value, e.g. ``{"validation": {"f1": 0.55, "prob_quantiles": [...]}}``."""
-    sentiment: dict[str, Any] | None = None
-    """How the sentiment column was produced (model, aggregation), None if unused."""
+    sentiment: SentimentSpec | None = None
+    """How the sentiment column is made (scorer model, aggregation); None: the column is 0 (no news)."""
     onnx_sha256: Annotated[str, msgspec.Meta(pattern=_SHA_RE)]
     """Lowercase hex sha256 of ``model.onnx``."""
     opset: PositiveInt

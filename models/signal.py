@@ -16,6 +16,12 @@ Streaming and batch give the same probability at the same bar (the feature pipel
 bit-identical in both modes; onnxruntime may differ in the last float32 bits between
 batch sizes: |diff| < 1e-6, pinned by tests/models/test_signal.py).
 
+A model trained with news sentiment states in its card how the column is made
+(:attr:`SignalModel.sentiment`, a :class:`~models.sentiment.SentimentSpec`); callers
+build the per-bar series with :mod:`models.sentiment` (batch) or a
+:class:`~models.sentiment.SentimentAccumulator` (streaming) and pass it in. Ensemble
+members must agree on it.
+
 Warm-up is a wait, not an error: the probability is NaN for the first
 :attr:`SignalModel.warmup_bars` bars of a symbol (feature warm-up + lookback - 1, the
 largest over members), for any window with a NaN feature, and everywhere for a history
@@ -43,6 +49,7 @@ from models.errors import CardMismatchError, ModelContractError
 from models.feature_set import FeatureSetSpec, get_feature_set
 from models.features import StreamingFeatures, compute_features, scale, warmup_bars
 from models.onnx_model import OnnxSignalModel
+from models.sentiment import SentimentSpec
 
 __all__ = ["SignalModel", "SignalStream", "load_signal_model"]
 
@@ -117,6 +124,8 @@ class SignalModel:
         self._combine: Callable[[np.ndarray], np.ndarray] = (
             ensemble.combine if ensemble is not None else (lambda probs: probs[0])
         )
+        self.sentiment: SentimentSpec | None = _common_sentiment(name, members)
+        """How the sentiment column is made (shared by every member), None: it stays 0."""
 
     # --- description ---------------------------------------------------------------------
 
@@ -344,6 +353,28 @@ class SignalStream:
             p[n_bars <= member.warmup] = np.nan
             probs[k] = p
         return dict(zip(names, self.model._combine(probs).tolist(), strict=True))
+
+
+def _common_sentiment(name: str, members: Sequence[OnnxSignalModel]) -> SentimentSpec | None:
+    """The members' one sentiment spec; ensemble members that disagree are refused."""
+    specs = {m.name: m.card.sentiment for m in members}
+    distinct = set(specs.values())
+    if len(distinct) > 1:
+        listed = "; ".join(
+            f"'{k}': {'none (trained without news)' if v is None else _describe(v)}"
+            for k, v in specs.items()
+        )
+        raise ModelContractError(
+            f"ensemble '{name}': its members compute the sentiment column differently ({listed}); "
+            "one feature pipeline feeds every member, so they must share one card.sentiment - "
+            "retrain the odd members with the same [sentiment] section, or ensemble only "
+            "models that agree"
+        )
+    return next(iter(distinct))
+
+
+def _describe(spec: SentimentSpec) -> str:
+    return f"{spec.method}, half-life {spec.half_life}, prior {spec.prior:g}, scorer {spec.model}"
 
 
 def _to_ns(ts: int | datetime | pd.Timestamp) -> int:

@@ -24,6 +24,7 @@ import msgspec
 
 from engine.config import apply_overrides, check_bar_spec
 from engine.errors import ConfigError, did_you_mean
+from models.sentiment import SentimentConfigError, SentimentSpec
 
 __all__ = [
     "ARCHITECTURES",
@@ -33,6 +34,7 @@ __all__ = [
     "LabelSection",
     "ModelSection",
     "OutputSection",
+    "SentimentSection",
     "TrainConfig",
     "TrainSection",
     "config_to_dict",
@@ -157,6 +159,23 @@ class TrainSection(_Section):
     """auto: CUDA when present, else CPU."""
 
 
+class SentimentSection(_Section):
+    """News sentiment in the feature set's ``sentiment`` column (see models.sentiment); leave the section out for none."""
+
+    model: str = "ProsusAI/finbert"
+    """Scorer whose scores are used, as given to `sigtrade sentiment score --model` (hub id or local folder)."""
+    method: Literal["decayed_mean", "count_weighted"] = "decayed_mean"
+    """decayed_mean (decay-weighted mean score) or count_weighted (shrunk towards neutral by `prior` articles)."""
+    half_life: str = "1D"
+    """Time for an article's weight to halve, in wall-clock time ("6h", "1D", "90min")."""
+    prior: PosFloat = 1.0
+    """count_weighted: neutral pseudo-articles (> 0)."""
+
+    def spec(self) -> SentimentSpec:
+        """The :class:`models.sentiment.SentimentSpec` recorded in the model card."""
+        return SentimentSpec(model=self.model, method=self.method, half_life=self.half_life, prior=self.prior)
+
+
 class OutputSection(_Section):
     """Where the run goes."""
 
@@ -175,10 +194,17 @@ class TrainConfig(_Section):
     model: ModelSection = msgspec.field(default_factory=ModelSection)
     train: TrainSection = msgspec.field(default_factory=TrainSection)
     output: OutputSection = msgspec.field(default_factory=OutputSection)
+    sentiment: SentimentSection | None = None
+    """News sentiment from the catalog's scored news; None (no [sentiment] section): the column stays 0."""
 
     def __post_init__(self) -> None:
         """Check rules that span fields."""
         check_bar_spec(self.data.bar)
+        if self.sentiment is not None:
+            try:
+                self.sentiment.spec()
+            except SentimentConfigError as exc:
+                raise ConfigError(f"[sentiment] {exc}") from None
         if self.model.architecture not in ARCHITECTURES:  # direct construction skips msgspec
             raise ConfigError(
                 f"model.architecture = '{self.model.architecture}' is unknown"
@@ -260,6 +286,8 @@ def _struct_at(path: list[str]) -> type[msgspec.Struct] | None:
     for part in path:
         hints = typing.get_type_hints(current)
         nxt = hints.get(part)
+        # an optional section (``SentimentSection | None``) is the section
+        nxt = next((a for a in typing.get_args(nxt) if isinstance(a, type) and issubclass(a, msgspec.Struct)), nxt)
         if not (isinstance(nxt, type) and issubclass(nxt, msgspec.Struct)):
             return None
         current = nxt

@@ -4,7 +4,10 @@ Rules (each pinned by ``tests/research/test_dataset.py``):
 
 * **Features** come from the one pipeline the engine and live trading use
   (:func:`models.features.feature_matrix`), computed causally over each symbol's whole
-  history; rows inside the feature warm-up are never used.
+  history; rows inside the feature warm-up are never used. With a ``[sentiment]`` section
+  the ``sentiment`` column is each symbol's causal news sentiment from the catalog's
+  scored news (:mod:`models.sentiment`; an article counts from the first bar closing
+  strictly after it), else 0.
 * **Labels** come from :mod:`research.labels`: the label of bar ``t`` reads bars
   ``t+1 .. t+H`` only.
 * **A sample** is the window of ``lookback`` rows ending at its decision bar ``t`` (rows
@@ -41,6 +44,7 @@ from engine.catalog import read_frame, resolve_symbols
 from engine.errors import ConfigError, DataError
 from models.feature_set import FeatureSetSpec, get_feature_set
 from models.features import feature_matrix, warmup_bars
+from models.sentiment import SentimentSpec, symbol_articles
 from research.config import SPLITS, TrainConfig, parse_range
 from research.labels import make_labels
 
@@ -92,6 +96,8 @@ class DatasetSpec:
     label: LabelParams
     feature_set: FeatureSetSpec
     range_text: dict[str, str] = field(default_factory=dict)
+    sentiment: SentimentSpec | None = None
+    """How the sentiment column is made from the catalog's scored news; None: 0 everywhere."""
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> DatasetSpec:
@@ -117,6 +123,7 @@ class DatasetSpec:
             ),
             feature_set=fs,
             range_text=texts,
+            sentiment=cfg.sentiment.spec() if cfg.sentiment is not None else None,
         )
 
 
@@ -293,6 +300,11 @@ def build_windows(
     missing = [s for s in symbols if s not in amap]
     if missing:
         raise DataError(f"symbols {missing} are not in the model's asset map {sorted(amap)}")
+    articles = None
+    if spec.sentiment is not None:
+        from research.news.aggregate import read_scored_articles  # ConfigError naming the commands
+
+        articles = read_scored_articles(spec.catalog, spec.sentiment.model)
     warmup = warmup_bars(spec.feature_set)
     need = warmup + lookback + horizon
     columns = spec.feature_set.features
@@ -314,7 +326,10 @@ def build_windows(
             )
         frame = frame.copy(deep=False)
         frame.attrs["symbol"] = symbol
-        feats = feature_matrix(frame, feature_set=spec.feature_set)
+        sentiment = None
+        if articles is not None and spec.sentiment is not None:
+            sentiment = _sentiment(spec.sentiment, symbol, frame, articles)
+        feats = feature_matrix(frame, sentiment=sentiment, feature_set=spec.feature_set)
         index = pd.DatetimeIndex(frame.index)
         close = frame["close"].to_numpy(dtype=np.float64)
         labels = make_labels(close, spec.label.kind, horizon, threshold=spec.label.threshold,
@@ -382,6 +397,17 @@ def build_windows(
         data_start=pd.Timestamp(data_first, tz="UTC").isoformat() if data_first is not None else "",
         data_end=pd.Timestamp(data_last, tz="UTC").isoformat() if data_last is not None else "",
     )
+
+
+def _sentiment(spec: SentimentSpec, symbol: str, frame: pd.DataFrame, articles: pd.DataFrame) -> pd.Series:
+    """The sentiment column of *symbol*'s bars (bad news times or scores are a DataError)."""
+    from research.news.aggregate import sentiment_features
+
+    mine = symbol_articles(articles, symbol)
+    if mine.empty:
+        log.warning("sentiment: no scored article names %s; its sentiment column is 0", symbol)
+    closes = {symbol: pd.DatetimeIndex(frame.index)}
+    return sentiment_features(closes, mine, spec.half_life, spec.method, spec.prior)[symbol]
 
 
 def _fit_scaler(raw: np.ndarray, rows: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:

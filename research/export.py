@@ -227,7 +227,7 @@ def export(
             seed=int(ckpt["seed"]),
         ),
         metrics={"validation": {**_finite_metrics(validation), "epoch": float(ckpt["epoch"])}},
-        sentiment=None,
+        sentiment=cfg.sentiment.spec() if cfg.sentiment is not None else None,
         onnx_sha256=hashlib.sha256(blob).hexdigest(),
         opset=OPSET,
     )

@@ -18,6 +18,15 @@ loop (:meth:`SignalStrategy.prepare`, :func:`batch_probabilities`) and read in `
 the sweep kernel reads the very same arrays. ``mode = "streaming"``: features and the
 probability are computed bar by bar, as live trading does. Both give the same orders
 (tested on real bars).
+
+News sentiment: when the model's card has a ``sentiment`` spec (a model trained with a
+``[sentiment]`` section), the strategy rebuilds that column from the scored news of
+``catalog`` (the backtest's ``data.catalog``): batch mode with
+:func:`models.sentiment.sentiment_features` over each symbol's bars, streaming mode with
+one :class:`~models.sentiment.SentimentAccumulator` per symbol, read at every bar close
+(the same numbers, bit for bit). Paper trading feeds the accumulators from the live news
+stream through :meth:`SignalStrategy.add_article`. A card without a spec keeps the column
+at 0, as before.
 """
 
 from __future__ import annotations
@@ -30,6 +39,13 @@ import pandas as pd
 from nautilus_trader.model.data import Bar
 
 from engine.config import BacktestConfig
+from models.errors import ModelContractError
+from models.sentiment import (
+    SentimentAccumulator,
+    read_scored_articles,
+    spec_features,
+    symbol_articles,
+)
 from models.signal import SignalModel, load_signal_model
 from strategies.base import SigtradeStrategy, SigtradeStrategyConfig
 
@@ -43,15 +59,48 @@ class SignalStrategyConfig(SigtradeStrategyConfig, frozen=True, kw_only=True):
     short_threshold: float | None = None
     cover_threshold: float = 0.5
     mode: str = "batch"
+    catalog: str = ""
+    """Catalog whose scored news feeds a model trained with sentiment (the backtest's data.catalog)."""
 
 
 def _load(path: str, bar: str) -> SignalModel:
     return load_signal_model(Path(path), bar=bar)
 
 
-def batch_probabilities(model: SignalModel, frames: dict[str, pd.DataFrame]) -> dict[str, pd.Series]:
-    """Every probability of every symbol, in one pass: what batch mode and the sweep kernel read."""
-    return model.probabilities_many(frames)
+def news_articles(model: SignalModel, catalog: str | Path | None) -> pd.DataFrame | None:
+    """The scored articles a model trained with sentiment needs (None for a model without).
+
+    Raises
+    ------
+    ModelContractError
+        The model needs news and no catalog is given, or the catalog lacks scored news
+        (:class:`~models.errors.ModelDataError`, naming the commands to run).
+    """
+    spec = model.sentiment
+    if spec is None:
+        return None
+    if not catalog:
+        raise ModelContractError(
+            f"model '{model.name}' was trained with news sentiment ({spec.method}, half-life "
+            f"{spec.half_life}, scorer {spec.model}); give the strategy the catalog whose scored "
+            "news to read (data.catalog in a backtest config)"
+        )
+    return read_scored_articles(catalog, spec.model)
+
+
+def batch_probabilities(
+    model: SignalModel, frames: dict[str, pd.DataFrame], catalog: str | Path | None = None
+) -> dict[str, pd.Series]:
+    """Every probability of every symbol, in one pass: what batch mode and the sweep kernel read.
+
+    A model trained with sentiment gets its column from the scored news of *catalog*.
+    """
+    articles = news_articles(model, catalog)
+    sentiment = None
+    if articles is not None and model.sentiment is not None:
+        closes = {s: pd.DatetimeIndex(f.index) for s, f in frames.items()}
+        sentiment = spec_features(model.sentiment, closes, articles)
+    return model.probabilities_many(frames, sentiment=sentiment)
 
 
 def label_horizon(model: SignalModel) -> int | None:
@@ -69,7 +118,7 @@ def sweep_inputs(cfg: BacktestConfig, history: dict[str, pd.DataFrame]) -> tuple
     """
     model = _load(cfg.strategy.model, cfg.data.bar)
     model.check_symbols(list(history))
-    return batch_probabilities(model, dict(history)), label_horizon(model), model.threshold
+    return batch_probabilities(model, dict(history), cfg.data.catalog), label_horizon(model), model.threshold
 
 
 def resolve_thresholds(model: SignalModel, entry: float | None, exit_: float | None) -> tuple[float, float]:
@@ -113,6 +162,15 @@ class SignalStrategy(SigtradeStrategy):
         self._p: dict[str, np.ndarray] = {}
         self._ptr: dict[str, int] = dict.fromkeys(config.symbols, 0)
         self._stream = self.model.stream(config.symbols) if self.streaming else None
+        # news sentiment: read (and checked) here, never in on_bar
+        self._articles = news_articles(self.model, config.catalog)
+        self._news: dict[str, SentimentAccumulator] = {}
+        if self.streaming and self.model.sentiment is not None:
+            assert self._articles is not None
+            self._news = {
+                s: SentimentAccumulator(self.model.sentiment, symbol_articles(self._articles, s))
+                for s in config.symbols
+            }
 
     def card_horizon(self) -> int | None:
         """The model card's label horizon: the cost filter's default horizon."""
@@ -122,7 +180,7 @@ class SignalStrategy(SigtradeStrategy):
         """Batch mode: every probability of every symbol, in one pass before the event loop."""
         if self.streaming:
             return
-        probs = batch_probabilities(self.model, {s: frames[s] for s in self.cfg.symbols})
+        probs = batch_probabilities(self.model, {s: frames[s] for s in self.cfg.symbols}, self.cfg.catalog)
         for s, series in probs.items():
             self._ts[s] = series.index.asi8
             self._p[s] = series.to_numpy(dtype=np.float64)
@@ -130,9 +188,11 @@ class SignalStrategy(SigtradeStrategy):
     # -- probabilities -------------------------------------------------------------------
     def _prob(self, symbol: str, bar: Bar) -> float:
         if self._stream is not None:
+            news = self._news.get(symbol)
             self._stream.update(
                 symbol, bar.ts_event, bar.open.as_double(), bar.high.as_double(), bar.low.as_double(),
                 self.last_close[symbol], bar.volume.as_double(),
+                sentiment=0.0 if news is None else news.value(bar.ts_event),
             )
             return self._stream.score([symbol])[symbol]
         ts, i = self._ts[symbol], self._ptr[symbol]
@@ -142,6 +202,18 @@ class SignalStrategy(SigtradeStrategy):
         if i >= len(ts) or ts[i] != bar.ts_event:
             raise RuntimeError(f"{symbol}: no probability for the bar at {bar.ts_event}: prepare() was not given it")
         return float(self._p[symbol][i])
+
+    def add_article(self, article_id: str, symbols: list[str], created_at: int | pd.Timestamp, score: float) -> None:
+        """Streaming mode: a scored article arrived (paper trading's live news stream).
+
+        It counts for each listed symbol this strategy trades, from the first bar closing
+        strictly after ``created_at``; a repeated id replaces the earlier version. Ignored
+        when the model was trained without sentiment.
+        """
+        for s in symbols:
+            news = self._news.get(str(s).upper())
+            if news is not None:
+                news.add(article_id, created_at, score)
 
     def warm(self, symbol: str, bar: Bar) -> None:
         """Feed the streaming features (batch mode needs nothing)."""

@@ -13,7 +13,6 @@ name and the text: re-runs score only new or edited articles.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -25,13 +24,18 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import ConfigError
-from research.news.store import article_text, atomic_write_parquet, news_dir, read_news
+from models.sentiment import DEFAULT_SCORER, SCORES_FILE, cache_key, scores_path
+from research.news.store import article_text, atomic_write_parquet, read_news
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "ProsusAI/finbert"
+DEFAULT_MODEL = DEFAULT_SCORER
 LABELS = ("positive", "negative", "neutral")
-SCORES_FILE = "scores.parquet"
+__all__ = [
+    "DEFAULT_MODEL", "LABELS", "SCORES_FILE", "SCORE_COLUMNS", "ScoreReport", "Scored", "Scorer", "cache_key",
+    "default_batch_size", "load_scorer", "read_scores", "resolve_device", "score_catalog", "score_texts",
+    "scores_path",
+]
 SCORE_COLUMNS = ("key", "model", "positive", "negative", "neutral", "score", "truncated", "scored_at")
 
 Progress = Callable[[int, int], None]
@@ -173,16 +177,6 @@ def score_texts(scorer: Scorer, texts: Sequence[str], progress: Progress | None 
     if truncated.any():
         log.info("%d of %d text(s) cut to %d tokens", int(truncated.sum()), n, scorer.max_length)
     return Scored(probs=probs, truncated=truncated)
-
-
-def cache_key(model_name: str, text: str) -> str:
-    """Return the cache key of *text* scored by *model_name*: sha256 of both."""
-    return hashlib.sha256(f"{model_name}\x00{text}".encode()).hexdigest()
-
-
-def scores_path(catalog: str | Path) -> Path:
-    """Return the path of a catalog's score cache."""
-    return news_dir(catalog) / SCORES_FILE
 
 
 def read_scores(catalog: str | Path) -> pd.DataFrame:

@@ -21,24 +21,21 @@ import pandas as pd
 
 from engine.errors import ConfigError, DataError
 
+# the path conventions and the scored text live in models.sentiment (strategies read them)
+from models.sentiment import NEWS_DIR, NEWS_FILE, article_text, news_dir, news_path
+
 log = logging.getLogger(__name__)
 
-NEWS_DIR = "sigtrade_news"
-NEWS_FILE = "news.parquet"
+__all__ = [
+    "NEWS_COLUMNS", "NEWS_DIR", "NEWS_FILE", "NewsIngestReport", "article_text", "atomic_write_parquet",
+    "dedupe", "empty_news", "ingest_news_csv", "merge_news", "news_dir", "news_path", "read_news",
+    "read_news_csv",
+]
+
 NEWS_COLUMNS = ("id", "symbols", "headline", "summary", "source", "created_at", "updated_at")
 _REQUIRED = ("id", "symbols", "headline", "created_at")
 _SYMBOL_SPLIT = re.compile(r"[\s,;|]+")
 _SHOWN = 5  # line numbers quoted in an error message
-
-
-def news_dir(catalog: str | Path) -> Path:
-    """Return the folder of a catalog that holds its news tables."""
-    return Path(catalog) / NEWS_DIR
-
-
-def news_path(catalog: str | Path) -> Path:
-    """Return the path of a catalog's news table."""
-    return news_dir(catalog) / NEWS_FILE
 
 
 def empty_news() -> pd.DataFrame:
@@ -227,8 +224,3 @@ def ingest_news_csv(path: str | Path, catalog: str | Path, tz: str | None = None
     articles, notes = read_news_csv(path, tz=tz)
     return merge_news(catalog, articles, notes)
 
-
-def article_text(headline: str, summary: str) -> str:
-    """Return the text scored for an article: the headline, then the summary."""
-    parts = [p.strip() for p in (headline, summary) if isinstance(p, str) and p.strip()]
-    return "\n".join(parts)
