@@ -202,8 +202,32 @@ class MetricsConfig(_Section):
     """Annual risk-free rate for Sharpe and Sortino (0.04 = 4 %)."""
 
 
+class PaperConfig(_Section):
+    """Paper (and live) trading on Alpaca with ``sigtrade paper``: warm-up, pre-trade limits, shutdown.
+
+    The strategy, its model, thresholds and overlays are the backtest's own sections; this
+    one holds only what a live session adds. Pre-trade limits are checked by the Alpaca
+    execution client before an order leaves (0 = off); exits are never held back by them.
+    """
+
+    warmup_bars: Annotated[int, msgspec.Meta(ge=0)] = 500
+    """Complete bars per symbol fetched by REST at start to warm features up (streaming features replay them)."""
+    max_order_notional: NonNeg = 0.0
+    """Refuse an entry order worth more than this many USD at the last close; 0 = off."""
+    max_position_notional: NonNeg = 0.0
+    """Refuse an entry that would make a position worth more than this many USD; 0 = off."""
+    daily_loss_limit: Annotated[float, msgspec.Meta(ge=0, lt=1)] = 0.0
+    """Refuse entries once the Alpaca account's equity is this fraction below the previous close's (0.03 = 3 %); 0 = off."""
+    flatten_on_stop: bool = False
+    """On Ctrl-C / SIGTERM, after cancelling open orders, also close every position with market orders."""
+    flush_delay_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    """Seconds after a bar's close to emit it when no later minute bar has come (the session's last bar)."""
+    status_every_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    """Seconds between status lines (equity, positions, last signal per symbol)."""
+
+
 class BacktestConfig(_Section):
-    """A whole backtest: data, portfolio, costs, execution, strategy, risk, regime, benchmark, metrics."""
+    """A whole backtest: data, portfolio, costs, execution, strategy, risk, regime, benchmark, metrics, paper."""
 
     data: DataConfig = msgspec.field(default_factory=DataConfig)
     portfolio: PortfolioConfig = msgspec.field(default_factory=PortfolioConfig)
@@ -214,6 +238,7 @@ class BacktestConfig(_Section):
     regime: RegimeConfig = msgspec.field(default_factory=RegimeConfig)
     benchmark: BenchmarkConfig = msgspec.field(default_factory=BenchmarkConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
 
     def __post_init__(self) -> None:
         """Check rules that span fields."""

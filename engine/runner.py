@@ -117,7 +117,7 @@ def _venue_kwargs(cfg: BacktestConfig) -> dict[str, Any]:
     }
 
 
-def _allow_cash_borrowing() -> None:
+def allow_cash_borrowing() -> None:
     """Let the simulated cash account go slightly negative.
 
     A fill at a gapped open may cost a little more than the cash the order was sized
@@ -265,28 +265,16 @@ def overlay_series(
     return series
 
 
-def simulate(
+def strategy_settings(
     cfg: BacktestConfig,
-    window: dict[str, pd.DataFrame],
-    full: dict[str, pd.DataFrame],
-    kind: str,
+    symbols: list[str],
+    trade_from: int,
+    last_decision: dict[str, int],
     params: dict[str, Any],
-    progress: Progress = _noop,
-    history: dict[str, pd.DataFrame] | None = None,
     *,
     overlays: bool = True,
-    bench_history: pd.DataFrame | None = None,
-) -> RunResult:
-    """Run one strategy kind over the given bars in a fresh engine; return its books.
-
-    With ``overlays`` (the default) the config's ``[risk]``, ``[regime]`` and time stop
-    apply; the benchmark runs without them.
-    """
-    spec = STRATEGIES[kind]
-    symbols = list(window)
-    data, quotes, instruments = build_stream(cfg, full)
-    progress("prepare", 1.0)
-    trade_from, last_decision = decision_bounds(cfg, window)
+) -> dict[str, Any]:
+    """The strategy config of a run (backtest, replay and paper trading build it here alike)."""
     strategy_config: dict[str, Any] = {
         "symbols": symbols,
         "bar": cfg.data.bar,
@@ -304,6 +292,34 @@ def simulate(
     }
     if not overlays:
         strategy_config.pop("max_hold_bars", None)
+    return strategy_config
+
+
+def simulate(
+    cfg: BacktestConfig,
+    window: dict[str, pd.DataFrame],
+    full: dict[str, pd.DataFrame],
+    kind: str,
+    params: dict[str, Any],
+    progress: Progress = _noop,
+    history: dict[str, pd.DataFrame] | None = None,
+    *,
+    overlays: bool = True,
+    bench_history: pd.DataFrame | None = None,
+    decision_sink: Callable[[dict[str, Any]], None] | None = None,
+    bounds: tuple[int, dict[str, int]] | None = None,
+) -> RunResult:
+    """Run one strategy kind over the given bars in a fresh engine; return its books.
+
+    With ``overlays`` (the default) the config's ``[risk]``, ``[regime]`` and time stop
+    apply; the benchmark runs without them.
+    """
+    spec = STRATEGIES[kind]
+    symbols = list(window)
+    data, quotes, instruments = build_stream(cfg, full)
+    progress("prepare", 1.0)
+    trade_from, last_decision = bounds if bounds is not None else decision_bounds(cfg, window)
+    strategy_config = strategy_settings(cfg, symbols, trade_from, last_decision, params, overlays=overlays)
     engine = BacktestEngine(
         BacktestEngineConfig(
             trader_id=TraderId("SIGTRADE-001"),
@@ -316,7 +332,7 @@ def simulate(
         )
     )
     try:
-        _allow_cash_borrowing()
+        allow_cash_borrowing()
         engine.add_venue(**_venue_kwargs(cfg))
         for inst in instruments.values():
             engine.add_instrument(inst)
@@ -333,6 +349,7 @@ def simulate(
             series = overlay_series(cfg, full, history, horizon, bench_history, trade_from)
             strategy.attach_series(series)  # type: ignore[attr-defined]
         progress("model", 1.0)
+        strategy.decision_sink = decision_sink  # type: ignore[attr-defined]
         engine.add_strategy(strategy)
         engine.add_data_iterator("sigtrade-bars", _chunks(data, progress))
         engine.run()

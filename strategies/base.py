@@ -69,6 +69,8 @@ class SigtradeStrategyConfig(StrategyConfig, frozen=True, kw_only=True):
     drawdown_limit: float = 0.0
     drawdown_pause_bars: int = 0
     daily_loss_limit: float = 0.0
+    live: bool = False
+    flatten_on_stop: bool = False
 
 
 class SigtradeStrategy(Strategy):
@@ -111,6 +113,12 @@ class SigtradeStrategy(Strategy):
         self._day_halted = False
         self.exit_reasons: dict[str, str] = {}
         """Exit reason of every exit order sent, by client order id."""
+        # decision records and live hooks (engine.paper sets the sinks; backtests may too)
+        self.bar_sink: Any = None
+        self.decision_sink: Any = None
+        self.order_sink: Any = None
+        self._action = ""
+        self._rejected_day: dict[str, Any] = {}
 
     def attach_series(self, series: Any) -> None:
         """Give the strategy the precomputed overlay inputs (:class:`engine.overlays.OverlaySeries`)."""
@@ -121,14 +129,51 @@ class SigtradeStrategy(Strategy):
         """Subscribe to every symbol's bars."""
         if self.cfg.sizing == "atr" and self.series is None:
             raise RuntimeError("sizing = 'atr' needs the overlay series (attach_series) before the run")
+        if self.cfg.live:
+            self._restore_books()
         for s, bt in self.bar_types.items():
             self._symbol_of[bt] = s
             self.subscribe_bars(bt)
+
+    def _restore_books(self) -> None:
+        """Live start: positions and open orders as reconciled from the broker become the books."""
+        invested = 0.0
+        for s, iid in self.iids.items():
+            qty = sum(p.signed_qty for p in self.cache.positions_open(instrument_id=iid))
+            if qty != 0.0:
+                px = [float(p.avg_px_open) for p in self.cache.positions_open(instrument_id=iid)][0]
+                self.position[s] = round(qty, 9)
+                self.entry_price[s] = px
+                self.extreme[s] = px
+                self.bars_held[s] = 0
+                invested += qty * px
+                self.log.warning(f"{s}: position of {qty:g} at {px:.2f} reconciled from the broker")
+            if self.cache.orders_open(instrument_id=iid):
+                self.pending[s] = True
+                self.log.warning(f"{s}: an open order was reconciled from the broker; waiting for it")
+        self.cash -= invested
+
+    def on_stop(self) -> None:
+        """Live stop: cancel open orders; with ``flatten_on_stop`` also close every position."""
+        if not self.cfg.live:
+            return
+        for s, iid in self.iids.items():
+            self.cancel_all_orders(iid)
+            qty = self.position[s]
+            if self.cfg.flatten_on_stop and qty != 0.0:
+                side = OrderSide.SELL if qty > 0 else OrderSide.BUY
+                inst = self.cache.instrument(iid)
+                order = self.order_factory.market(iid, side, inst.make_qty(abs(qty)), time_in_force=TimeInForce.DAY,
+                                                  reduce_only=True, tags=["stop"])
+                self.log.warning(f"{s}: flattening {qty:g} on stop")
+                self.submit_order(order)
 
     def on_bar(self, bar: Bar) -> None:
         """Update books, run the portfolio rules, stops, then warm up, decide, or flatten."""
         s = self._symbol_of[bar.bar_type]
         ts = bar.ts_event
+        if self.bar_sink is not None:
+            self.bar_sink(s, bar, ts >= self.cfg.trade_from_ns)
         if ts != self._now:
             self._now = ts
             self._new_timestamp(ts)  # on the books before any bar of this time
@@ -140,6 +185,12 @@ class SigtradeStrategy(Strategy):
             return
         if s in self.done:
             return
+        pos_before = self.position[s]
+        self._action = ""
+        self._decide_bar(s, bar, ts)
+        self._record(s, ts, pos_before)
+
+    def _decide_bar(self, s: str, bar: Bar, ts: int) -> None:
         last = self.cfg.last_decision_ns.get(s)
         if last is not None and ts >= last:
             if self.cfg.close_at_end:
@@ -159,6 +210,22 @@ class SigtradeStrategy(Strategy):
         else:
             self.bars_flat[s] += 1
         self.decide(s, bar)
+
+    def _record(self, s: str, ts: int, pos_before: float) -> None:
+        if self.decision_sink is None:
+            return
+        rec = {
+            "ts": int(ts),
+            "symbol": s,
+            "action": self._action or "hold",
+            "position": pos_before,
+            "inputs": self.decision_inputs(s),
+        }
+        self.decision_sink(rec)
+
+    def decision_inputs(self, symbol: str) -> dict[str, Any]:
+        """What a decision was made on (logged with every decision); subclasses add their signal."""
+        return {"close": self.last_close[symbol], "p": self.entry_probability(symbol)}
 
     # -- to implement --------------------------------------------------------------------
     def warm(self, symbol: str, bar: Bar) -> None:
@@ -306,6 +373,8 @@ class SigtradeStrategy(Strategy):
             return False
         if not self.entries_allowed(symbol):
             return False
+        if self._rejected_today(symbol):
+            return False
         if respect_max_positions and self.open_positions() >= self.cfg.max_positions:
             return False
         if not self._edge_ok(symbol, short=False):
@@ -320,7 +389,7 @@ class SigtradeStrategy(Strategy):
         """Sell short about *value* USD of *symbol* (margin accounts only)."""
         if self.pending[symbol] or self.position[symbol] != 0.0:
             return False
-        if not self.entries_allowed(symbol):
+        if not self.entries_allowed(symbol) or self._rejected_today(symbol):
             return False
         if self.open_positions() >= self.cfg.max_positions:
             return False
@@ -359,6 +428,11 @@ class SigtradeStrategy(Strategy):
         )
         self.pending[symbol] = True
         self._reason[symbol] = reason
+        self._action = f"{'buy' if side == OrderSide.BUY else 'sell'}{':' + reason if reason else ''}"
+        if self.order_sink is not None:
+            self.order_sink({"ts": int(self._now), "symbol": symbol, "side": self._action.split(":")[0],
+                             "qty": float(qty), "reason": reason or "entry",
+                             "client_order_id": order.client_order_id.value})
         if reason:
             self.exit_reasons[order.client_order_id.value] = reason
         else:
@@ -390,7 +464,26 @@ class SigtradeStrategy(Strategy):
     def _clear(self, event: Any) -> None:
         self.pending[event.instrument_id.symbol.value] = False
 
-    on_order_rejected = _clear
-    on_order_denied = _clear
+    def _refused(self, event: Any) -> None:
+        """A rejected or denied order: log why; no new entry in that symbol for the rest of the session."""
+        s = event.instrument_id.symbol.value
+        self.pending[s] = False
+        if not self.cfg.live:
+            return
+        self._rejected_day[s] = self._session_day(self._now)
+        self.log.warning(f"{s}: order {event.client_order_id} refused ({event.reason}); "
+                         "no new entry in it for the rest of the session (exits are still tried)")
+
+    def _session_day(self, ts: int) -> Any:
+        import pandas as pd
+
+        return pd.Timestamp(ts, tz="UTC").tz_convert("America/New_York").date() if ts > 0 else None
+
+    def _rejected_today(self, symbol: str) -> bool:
+        day = self._rejected_day.get(symbol)
+        return day is not None and day == self._session_day(self._now)
+
+    on_order_rejected = _refused
+    on_order_denied = _refused
     on_order_canceled = _clear
     on_order_expired = _clear

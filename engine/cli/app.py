@@ -53,6 +53,7 @@ def _register_all() -> None:
         backtest_cmd,
         ingest_cmd,
         models_cmd,
+        paper_cmd,
         research_cmd,
         sample_cmd,
         sentiment_cmd,
@@ -60,7 +61,8 @@ def _register_all() -> None:
         tune_cmd,
     )
 
-    for module in (ingest_cmd, sample_cmd, backtest_cmd, sweep_cmd, models_cmd, research_cmd, tune_cmd, sentiment_cmd):
+    for module in (ingest_cmd, sample_cmd, backtest_cmd, sweep_cmd, models_cmd, research_cmd, tune_cmd, sentiment_cmd,
+                   paper_cmd):
         module.register(app)
 
 

@@ -55,9 +55,14 @@ def backtest(
     set_: list[str] = typer.Option([], "--set", help="Override a field: --set costs.slippage_bps=0 (repeatable)."),
     out: Path | None = typer.Option(None, "--out", help="Write metrics.json, curves, fills, trades and report.html here."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object on stdout."),
+    replay_dir: Path | None = typer.Option(None, "--replay", help="Replay a recorded paper session's bars (sigtrade paper --record DIR) and compare decisions."),
 ) -> None:
     """Run an event-driven backtest and compare it with buy-and-hold of the benchmark."""
     from engine.config import load_config
+
+    if replay_dir is not None:
+        _replay(config, set_, replay_dir, out)
+        return
     from engine.report import write_outputs
     from engine.runner import run_backtest
 
@@ -86,6 +91,28 @@ def backtest(
         stdout.print("[bold yellow]These results come from the synthetic sample catalog, not from market data.[/]")
     if out is not None:
         stdout.print(f"report: {out / 'report.html'}")
+
+
+def _replay(config: Path, set_: list[str], path: Path, out: Path | None) -> None:
+    """Replay *path*'s bars with *config* (the recorded one when CONFIG is '-'); exit 1 on any difference."""
+    from engine.config import load_config
+    from engine.replay import compare_decisions, read_jsonl, replay
+
+    cfg = None if str(config) == "-" else load_config(config, set_)
+    replayed = replay(path, cfg)
+    recorded = read_jsonl(path / "decisions.jsonl")
+    diffs = compare_decisions(recorded, replayed)
+    stdout = Console()
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "replay_decisions.json").write_text(json.dumps(replayed, indent=1))
+    actions = sum(1 for r in replayed if r["action"] != "hold")
+    if diffs:
+        stdout.print(f"replay of {path}: {len(diffs)} difference(s) between the paper session and the backtest:")
+        for line in diffs[:50]:
+            stdout.print(f"  {line}", markup=False)
+        raise typer.Exit(1)
+    stdout.print(f"replay of {path}: {len(replayed)} decision(s) ({actions} order(s)) identical to the paper session's")
 
 
 def register(app: typer.Typer) -> None:

@@ -35,6 +35,8 @@ Matching model (deliberately simple, all of it deterministic)
       ``insufficient qty available for order``), and :meth:`refuse_next_order`.
     * :meth:`reject_next_order`: the next order is accepted over HTTP, then rejected
       (``rejected`` trade update, status ``rejected``), as when the venue refuses it.
+    * :meth:`lose_next_submit_response`: the next order is created, but the HTTP answer is
+      a 5xx (as when a proxy times out after Alpaca took it) - the idempotency test.
     * :attr:`market_open` = False: the clock says closed and :meth:`push_bar` fills
       nothing (orders stay queued, as Alpaca queues them for the next open).
 
@@ -53,7 +55,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.fakes.alpaca_server import FakeAlpaca, Reply, Request
+from tests.fakes.alpaca_server import FakeAlpaca, Reply, Request, error
 
 Listener = Callable[[str, dict[str, Any]], None]
 
@@ -153,6 +155,7 @@ class FakeAlpacaTrading(FakeAlpaca):
         self._slices: dict[str, list[float]] = {}
         self._refusals: list[Reply] = []
         self._rejections: list[str] = []
+        self._lost: list[int] = []
         self._listeners: list[Listener] = []
         self._book = threading.RLock()
         self.routes.update(
@@ -212,6 +215,11 @@ class FakeAlpacaTrading(FakeAlpaca):
             self._refusals.append(
                 _err(status, code if code is not None else status * 100_000 + 10_000, message)
             )
+
+    def lose_next_submit_response(self, status: int = 500) -> None:
+        """The next ``POST /v2/orders`` creates the order, then answers *status* (the answer is "lost")."""
+        with self._book:
+            self._lost.append(status)
 
     def reject_next_order(self, reason: str = "rejected by the venue") -> None:
         """The next order is accepted over HTTP, then rejected (``rejected`` trade update)."""
@@ -465,7 +473,10 @@ class FakeAlpacaTrading(FakeAlpaca):
         with self._book:
             if self._refusals:
                 return self._refusals.pop(0)
-            return self._create_order(body)
+            reply = self._create_order(body)
+            if self._lost and reply.status == 200:
+                return error(self._lost.pop(0))
+            return reply
 
     def _create_order(self, body: dict[str, Any]) -> Reply:
         symbol = str(body.get("symbol") or "")

@@ -6,7 +6,8 @@ never CLI options (so they stay out of shell history and ``ps``). They are read 
 names) when a client is built.
 
 Endpoints default to Alpaca's; ``SIGTRADE_ALPACA_DATA_URL`` / ``SIGTRADE_ALPACA_TRADING_URL``
-override them (tests point them at a fake server on 127.0.0.1).
+(REST) and ``SIGTRADE_ALPACA_DATA_STREAM_URL`` / ``SIGTRADE_ALPACA_TRADING_STREAM_URL``
+(WebSocket) override them (tests point them at a fake server on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ KEY_ID_ENV = "APCA_API_KEY_ID"
 SECRET_ENV = "APCA_API_SECRET_KEY"
 DATA_URL_ENV = "SIGTRADE_ALPACA_DATA_URL"
 TRADING_URL_ENV = "SIGTRADE_ALPACA_TRADING_URL"
+DATA_STREAM_URL_ENV = "SIGTRADE_ALPACA_DATA_STREAM_URL"
+TRADING_STREAM_URL_ENV = "SIGTRADE_ALPACA_TRADING_STREAM_URL"
 
 Feed = Literal["iex", "sip"]
 Adjustment = Literal["raw", "split", "dividend", "all"]
@@ -47,6 +50,10 @@ class AlpacaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Market-data base URL; None = ``$SIGTRADE_ALPACA_DATA_URL`` or Alpaca's (https://data.alpaca.markets)."""
     trading_url: str | None = None
     """Trading base URL; None = ``$SIGTRADE_ALPACA_TRADING_URL`` or Alpaca's paper endpoint."""
+    data_stream_url: str | None = None
+    """Whole market-data WebSocket URL; None = ``$SIGTRADE_ALPACA_DATA_STREAM_URL`` or Alpaca's for the feed."""
+    trading_stream_url: str | None = None
+    """Whole trade-updates WebSocket URL; None = ``$SIGTRADE_ALPACA_TRADING_STREAM_URL`` or Alpaca's."""
     paper: bool = True
     """Trade on the paper account (paper keys)."""
     feed: Feed = "iex"
@@ -64,6 +71,14 @@ class AlpacaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
         """The trading URL to pass as ``url_override`` (None = alpaca-py's default)."""
         return self.trading_url or os.environ.get(TRADING_URL_ENV) or None
 
+    def resolved_data_stream_url(self) -> str | None:
+        """The market-data stream URL to pass as ``url_override`` (None = alpaca-py's default)."""
+        return self.data_stream_url or os.environ.get(DATA_STREAM_URL_ENV) or None
+
+    def resolved_trading_stream_url(self) -> str | None:
+        """The trade-updates stream URL to pass as ``url_override`` (None = alpaca-py's default)."""
+        return self.trading_stream_url or os.environ.get(TRADING_STREAM_URL_ENV) or None
+
 
 def credentials() -> tuple[str, str]:
     """Return ``(key_id, secret)`` from the environment; BrokerError naming the variables if unset."""
@@ -76,3 +91,42 @@ def credentials() -> tuple[str, str]:
             "(paper keys for the paper endpoint; keys are never taken on the command line)"
         )
     return key_id, secret
+
+
+# ---- NautilusTrader client configs (what a TradingNodeConfig names) ---------------------------
+from nautilus_trader.live.config import LiveDataClientConfig, LiveExecClientConfig  # noqa: E402
+
+
+class AlpacaDataClientConfig(LiveDataClientConfig, frozen=True, kw_only=True):
+    """The Alpaca market-data client of a TradingNode (see :mod:`engine.adapters.alpaca.data`)."""
+
+    symbols: tuple[str, ...] = ()
+    """The universe, in the backtest's symbol order (bars of one close time go out in this order)."""
+    bar: str = "1-HOUR"
+    """The strategy's bar size; live minute bars are aggregated to it."""
+    fractional: bool = False
+    """Build fractional-share instruments where Alpaca allows them."""
+    warmup_bars: int = 500
+    """Complete bars fetched by REST at start, before the stream, to warm features up."""
+    flush_delay_s: float = 5.0
+    """Emit a bar this long after its close when no later minute bar has arrived (session ends)."""
+    alpaca: AlpacaConfig = msgspec.field(default_factory=AlpacaConfig)
+    """Endpoints, feed, adjustment and retry policy."""
+
+
+class AlpacaExecClientConfig(LiveExecClientConfig, frozen=True, kw_only=True):
+    """The Alpaca execution client of a TradingNode, with sigtrade's pre-trade limits (0 = off)."""
+
+    symbols: tuple[str, ...] = ()
+    fractional: bool = False
+    margin: bool = False
+    """Margin account (shorts); False = a cash account."""
+    max_order_notional: float = 0.0
+    """Refuse an order worth more than this (USD, at the last close)."""
+    max_position_notional: float = 0.0
+    """Refuse an entry that would take a position above this (USD, at the last close)."""
+    daily_loss_limit: float = 0.0
+    """Refuse entries once equity is this fraction below the previous close's equity (0.03 = 3 %)."""
+    submit_retries: int = 3
+    """Re-sends of one order after a 5xx or no answer (same client_order_id, so never twice)."""
+    alpaca: AlpacaConfig = msgspec.field(default_factory=AlpacaConfig)

@@ -1,0 +1,206 @@
+"""The Alpaca market-data client of a NautilusTrader ``TradingNode``.
+
+What it does, in order, once the strategy has subscribed to the bars of the whole universe
+(``AlpacaDataClientConfig.symbols``):
+
+1. **Warm-up by REST.** The last ``warmup_bars`` complete bars of every symbol at the
+   strategy's bar size, fetched with ``StockHistoricalDataClient`` and converted exactly
+   as ``sigtrade ingest alpaca`` converts them (:func:`engine.adapters.alpaca.bars.rest_frames`),
+   then published in time order (symbols of one close time in the universe's order, as the
+   backtest orders them). The strategy treats bars that closed before the session started
+   as warm-up: they feed features, they are not traded.
+2. **Live minute bars** from ``StockDataStream`` (alpaca-py, msgpack), aggregated to the
+   strategy's bar by :class:`~engine.adapters.alpaca.bars.MinuteAggregator` and published
+   when complete. A timer emits the last bar of a session ``flush_delay_s`` after its close.
+3. **Back-fill on every (re)connect.** alpaca-py reconnects a dropped stream by itself;
+   after each connection's subscription, the minutes since the last one seen are fetched
+   by REST and fed through the same aggregator before the stream's next frame is read.
+   Minutes are deduplicated by start time, so no bar is lost and none is processed twice.
+
+Instruments come from :class:`~engine.adapters.alpaca.providers.AlpacaInstrumentProvider`
+and are put in the cache on connect. Quotes are not subscribed (the strategy trades on bars).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pandas as pd
+from nautilus_trader.cache.cache import Cache
+from nautilus_trader.common.component import LiveClock, MessageBus
+from nautilus_trader.data.messages import SubscribeBars, UnsubscribeBars
+from nautilus_trader.live.data_client import LiveMarketDataClient
+from nautilus_trader.model.identifiers import ClientId
+
+from engine import catalog as cat
+from engine.adapters.alpaca.bars import (
+    LiveBar,
+    MinuteAggregator,
+    frames_from_bars,
+    rest_frames,
+    rest_minutes,
+    warmup_start,
+)
+from engine.adapters.alpaca.config import AlpacaDataClientConfig, credentials
+from engine.adapters.alpaca.providers import AlpacaInstrumentProvider
+from engine.errors import BrokerError
+
+ALPACA = "ALPACA"
+
+
+def _minute_start(value: Any) -> pd.Timestamp:
+    """A stream bar's ``t``: msgpack Timestamp (raw frames), datetime or ISO string -> UTC Timestamp."""
+    to_dt = getattr(value, "to_datetime", None)
+    ts = pd.Timestamp(to_dt() if to_dt is not None else value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def make_stock_stream(config: AlpacaDataClientConfig, on_connected: Any) -> Any:
+    """alpaca-py ``StockDataStream`` (raw frames) that awaits *on_connected(n)* after each connection's subscription."""
+    from alpaca.data.enums import DataFeed
+    from alpaca.data.live.stock import StockDataStream
+
+    key_id, secret = credentials()
+
+    class _Stream(StockDataStream):  # type: ignore[misc]
+        async def _send_subscribe_msg(self) -> None:
+            await super()._send_subscribe_msg()
+            self.connects = getattr(self, "connects", 0) + 1
+            await on_connected(self.connects)
+
+    feed = DataFeed.SIP if config.alpaca.feed == "sip" else DataFeed.IEX
+    return _Stream(key_id, secret, raw_data=True, feed=feed, url_override=config.alpaca.resolved_data_stream_url())
+
+
+class AlpacaDataClient(LiveMarketDataClient):
+    """Bars for the strategy: REST warm-up, live minute bars aggregated, back-fill on reconnect."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        msgbus: MessageBus,
+        cache: Cache,
+        clock: LiveClock,
+        provider: AlpacaInstrumentProvider,
+        rest: Any,
+        config: AlpacaDataClientConfig,
+    ) -> None:
+        super().__init__(
+            loop=loop, client_id=ClientId(ALPACA), venue=cat.VENUE, msgbus=msgbus, cache=cache,
+            clock=clock, instrument_provider=provider, config=config,
+        )
+        self._cfg = config
+        self._rest = rest
+        self._symbols = list(config.symbols)
+        self._wanted: set[str] = set()
+        self._agg = MinuteAggregator(self._symbols, config.bar)
+        self._instruments: dict[str, Any] = {}
+        self._stream: Any = None
+        self._started = False
+        self._since_ns = 0
+        self.bars_published = 0
+        self.backfilled_minutes = 0
+
+    # ---- connection ------------------------------------------------------------------
+    async def _connect(self) -> None:
+        provider: AlpacaInstrumentProvider = self._instrument_provider  # type: ignore[assignment]
+        if not provider.assets:
+            await asyncio.to_thread(provider.load_symbols, self._symbols)
+        for symbol in self._symbols:
+            inst = provider.find(cat.instrument_id(symbol))
+            if inst is None:
+                raise BrokerError(f"{symbol}: no instrument loaded from Alpaca")
+            self._instruments[symbol] = inst
+            self._cache.add_instrument(inst)
+        self._since_ns = self._clock.timestamp_ns()
+
+    async def _disconnect(self) -> None:
+        if self._stream is not None:
+            await self._stream.stop_ws()
+            await self._stream.close()
+
+    # ---- subscriptions -----------------------------------------------------------------
+    async def _subscribe_bars(self, command: SubscribeBars) -> None:
+        symbol = command.bar_type.instrument_id.symbol.value
+        if symbol not in self._symbols:
+            raise BrokerError(f"bars of {symbol} asked for, but the data client's universe is {self._symbols}")
+        self._wanted.add(symbol)
+        if not self._started and self._wanted >= set(self._symbols):
+            self._started = True
+            self.create_task(self._start_feed(), log_msg="alpaca warm-up and stream")
+
+    async def _unsubscribe_bars(self, command: UnsubscribeBars) -> None:
+        self._wanted.discard(command.bar_type.instrument_id.symbol.value)
+
+    # ---- feed ----------------------------------------------------------------------------
+    async def _start_feed(self) -> None:
+        cfg = self._cfg
+        if cfg.warmup_bars > 0:
+            end = pd.Timestamp(self._clock.timestamp_ns(), tz="UTC")
+            start = warmup_start(end, cfg.bar, cfg.warmup_bars)
+            frames = await asyncio.to_thread(
+                rest_frames, self._rest, self._symbols, cfg.bar, start, end, cfg.alpaca.feed, cfg.alpaca.adjustment
+            )
+            frames = {s: f.iloc[-cfg.warmup_bars:] for s, f in frames.items()}
+            missing = [s for s in self._symbols if s not in frames]
+            if missing:
+                self._log.warning(f"no {cfg.bar} warm-up bars from Alpaca for {', '.join(missing)}")
+            self._publish_frames(frames)
+            last = max((int(f.index[-1].value) for f in frames.values() if len(f)), default=-1)
+            self._agg.start_after(last)
+        self._stream = make_stock_stream(cfg, self._on_connected)
+        self._stream.subscribe_bars(self._on_minute, *self._symbols)
+        self.create_task(self._stream._run_forever(), log_msg="alpaca stock data stream")
+        self.create_task(self._flush_timer(), log_msg="alpaca bar flush timer")
+
+    async def _on_connected(self, n: int) -> None:
+        """After each connection's subscription: back-fill by REST the minutes missed meanwhile."""
+        floor = self._agg.emitted_close
+        starts = [self._agg.last_minute.get(s, floor) + 60_000_000_000 if s in self._agg.last_minute else floor
+                  for s in self._symbols]
+        begin = min(starts)
+        if begin < 0:
+            return
+        rows = await asyncio.to_thread(
+            rest_minutes, self._rest, self._symbols, pd.Timestamp(begin, tz="UTC"), self._cfg.alpaca.feed,
+            self._cfg.alpaca.adjustment,
+        )
+        before = self._agg.duplicates
+        for symbol, start, o, h, lo, c, v in rows:
+            self._emit(self._agg.add(symbol, start, o, h, lo, c, v))
+        fresh = len(rows) - (self._agg.duplicates - before)
+        self.backfilled_minutes += fresh
+        if n > 1 or fresh:
+            self._log.info(f"stream connection {n}: back-filled {fresh} minute bar(s) by REST")
+
+    async def _on_minute(self, msg: dict[str, Any]) -> None:
+        symbol = str(msg["S"])
+        start = _minute_start(msg["t"])
+        self._emit(self._agg.add(symbol, start, float(msg["o"]), float(msg["h"]), float(msg["l"]),
+                                 float(msg["c"]), float(msg["v"])))
+
+    async def _flush_timer(self) -> None:
+        delay = int(self._cfg.flush_delay_s * 1e9)
+        while True:
+            await asyncio.sleep(1.0)
+            self._emit(self._agg.flush_due(self._clock.timestamp_ns(), delay, self._since_ns))
+
+    # ---- publishing ------------------------------------------------------------------------
+    def _emit(self, bars: list[LiveBar]) -> None:
+        if bars:
+            self._publish_frames(frames_from_bars(bars))
+
+    def _publish_frames(self, frames: dict[str, pd.DataFrame]) -> None:
+        """Bars of several symbols, in (close time, universe order) - the backtest's order."""
+        items: list[tuple[int, int, Any]] = []
+        for k, s in enumerate(self._symbols):
+            frame = frames.get(s)
+            if frame is None or frame.empty:
+                continue
+            bars = cat.frame_to_bars(frame, s, self._cfg.bar, self._instruments[s])
+            items.extend((int(b.ts_event), k, b) for b in bars)
+        items.sort(key=lambda x: (x[0], x[1]))
+        for _, _, bar in items:
+            self._handle_data(bar)
+            self.bars_published += 1

@@ -1,0 +1,152 @@
+"""Record a paper session; replay its bars through the event engine; compare decisions.
+
+A record directory (``sigtrade paper --record DIR``) holds
+
+``session.json``
+    the effective config (after ``--set``), the universe, the session start (the first
+    bar time traded on) and whether it was live;
+``bars.jsonl`` / ``bars.parquet``
+    every bar the strategy received, warm-up included, with its close time and a
+    ``live`` flag (``bars.parquet`` is written when the session ends cleanly; a killed
+    session leaves the JSON lines, which replay reads too);
+``orders.jsonl``, ``decisions.jsonl``
+    every order sent and every decision made (time, symbol, action, position before,
+    close and probability).
+
+:func:`replay` runs the recorded bars through :func:`engine.runner.simulate` with the same
+config - warm-up bars before the session start, decisions from it on, no flattening at
+the end, every recorded bar decided - and returns the decisions the backtest made;
+:func:`compare_decisions` lines them up with the recorded ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from engine.config import BacktestConfig, config_from_dict, config_to_dict
+from engine.errors import DataError
+
+SESSION = "session.json"
+COLUMNS = ["open", "high", "low", "close", "volume"]
+
+
+def start_record(path: Path, cfg: BacktestConfig, meta: dict[str, Any]) -> None:
+    """Create (or continue) a record directory; a restarted session appends to it."""
+    path.mkdir(parents=True, exist_ok=True)
+    session = path / SESSION
+    if session.exists():
+        old = json.loads(session.read_text())
+        meta = {**meta, "started_ns": old.get("started_ns", meta["started_ns"]),
+                "trade_from_ns": old.get("trade_from_ns", meta["trade_from_ns"]),
+                "restarts": int(old.get("restarts", 0)) + 1}
+    body = json.dumps({"config": config_to_dict(cfg), **meta}, indent=2, sort_keys=True, default=str)
+    tmp = session.with_suffix(".json.tmp")
+    tmp.write_text(body)
+    os.replace(tmp, session)
+
+
+def read_bars(path: Path) -> pd.DataFrame:
+    """The recorded bars (symbol, ts, OHLCV, live), deduplicated by (symbol, ts) keeping the first."""
+    parquet, lines = path / "bars.parquet", path / "bars.jsonl"
+    if parquet.exists():
+        frame = pd.read_parquet(parquet)
+    elif lines.exists():
+        rows = [json.loads(line) for line in lines.read_text().splitlines() if line.strip()]
+        frame = pd.DataFrame(rows, columns=["symbol", "ts", *COLUMNS, "live"])
+    else:
+        raise DataError(f"{path} holds no recorded bars (bars.parquet or bars.jsonl): record a session with "
+                        "`sigtrade paper CONFIG --record DIR`")
+    return frame.drop_duplicates(["symbol", "ts"], keep="first").reset_index(drop=True)
+
+
+def finish_record(path: Path) -> None:
+    """Write ``bars.parquet`` from the JSON lines (temporary file, then rename)."""
+    lines = path / "bars.jsonl"
+    if not lines.exists():
+        return
+    frame = read_bars(path) if not (path / "bars.parquet").exists() else None
+    if frame is None:
+        rows = [json.loads(line) for line in lines.read_text().splitlines() if line.strip()]
+        frame = pd.DataFrame(rows, columns=["symbol", "ts", *COLUMNS, "live"]).drop_duplicates(["symbol", "ts"])
+    tmp = path / "bars.parquet.tmp"
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, path / "bars.parquet")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a JSON-lines file ([] when absent)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_session(path: Path) -> tuple[dict[str, Any], BacktestConfig]:
+    """The session metadata and its config."""
+    session = path / SESSION
+    if not session.exists():
+        raise DataError(f"{path} is not a paper-session record ({SESSION} missing): record one with "
+                        "`sigtrade paper CONFIG --record DIR`")
+    meta = json.loads(session.read_text())
+    return meta, config_from_dict(meta["config"], source=str(session))
+
+
+def replay(path: Path, cfg: BacktestConfig | None = None) -> list[dict[str, Any]]:
+    """Run the recorded bars through the event engine; return the backtest's decisions (see module docstring)."""
+    import msgspec
+
+    from engine.runner import simulate
+    from engine.strategy_registry import strategy_params
+
+    meta, recorded_cfg = load_session(path)
+    cfg = cfg or recorded_cfg
+    if cfg.strategy.kind in ("signal", "ensemble"):
+        cfg = msgspec.structs.replace(cfg, strategy=msgspec.structs.replace(cfg.strategy, mode="streaming"))
+    cfg = msgspec.structs.replace(cfg, execution=msgspec.structs.replace(cfg.execution, close_at_end=False))
+    bars = read_bars(path)
+    symbols = [s for s in meta["symbols"] if s in set(bars["symbol"])]
+    full: dict[str, pd.DataFrame] = {}
+    for s in symbols:
+        rows = bars[bars["symbol"] == s].sort_values("ts")
+        frame = rows[COLUMNS].astype("float64")
+        frame.index = pd.DatetimeIndex(pd.to_datetime(rows["ts"].to_numpy(), utc=True), name="ts")
+        full[s] = frame
+    trade_from = int(meta["trade_from_ns"])
+    window = {s: f.loc[f.index.asi8 >= trade_from] for s, f in full.items()}
+    window = {s: f for s, f in window.items() if len(f)}
+    if not window:
+        raise DataError(f"{path}: the session recorded no bar after its start; nothing to replay")
+    decisions: list[dict[str, Any]] = []
+    simulate(cfg, window, {s: full[s] for s in window}, cfg.strategy.kind, strategy_params(cfg),
+             history={s: full[s] for s in window}, overlays=True, decision_sink=decisions.append,
+             bounds=(trade_from, {}))
+    return decisions
+
+
+def _key(rec: dict[str, Any]) -> tuple[int, str]:
+    return int(rec["ts"]), str(rec["symbol"])
+
+
+def compare_decisions(recorded: list[dict[str, Any]], replayed: list[dict[str, Any]], tol: float = 0.0) -> list[str]:
+    """Differences between two decision lists (time, symbol, action, probability); [] = identical."""
+    rec = {_key(r): r for r in recorded}
+    rep = {_key(r): r for r in replayed}
+    out: list[str] = []
+    for key in sorted(set(rec) | set(rep)):
+        a, b = rec.get(key), rep.get(key)
+        when = f"{pd.Timestamp(key[0], tz='UTC'):%Y-%m-%d %H:%M} {key[1]}"
+        if a is None or b is None:
+            out.append(f"{when}: decided only in the {'replay' if a is None else 'paper session'}")
+            continue
+        if a["action"] != b["action"]:
+            out.append(f"{when}: paper {a['action']}, replay {b['action']}")
+        pa, pb = a["inputs"].get("p", math.nan), b["inputs"].get("p", math.nan)
+        same_nan = isinstance(pa, float) and isinstance(pb, float) and math.isnan(pa) and math.isnan(pb)
+        if not same_nan and not (abs(float(pa) - float(pb)) <= tol):
+            out.append(f"{when}: probability paper {pa!r}, replay {pb!r}")
+    return out

@@ -1,0 +1,295 @@
+"""``sigtrade paper`` end to end against the fake Alpaca (REST + WebSockets on 127.0.0.1).
+
+Each test runs the real CLI in a subprocess (``python -m engine paper``) with the fake's
+URLs and keys in its environment - the alpaca-py clients, the NautilusTrader
+``TradingNode``, the Alpaca data/execution clients and the strategy are the production
+ones - and drives the market by pushing minute bars of *future* sessions (every bar then
+closes after the session started, so it is traded). Every test is bounded in time and
+stops the session itself.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("alpaca")
+
+from engine.replay import compare_decisions, read_jsonl, replay  # noqa: E402
+from tests.fakes.paper_session import KEY, SECRET, PaperHarness  # noqa: E402
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def step(h: PaperHarness, day: int, hour: int, n_before: int) -> list[dict]:
+    """Open clock hour *hour* (its first minute closes the previous bar), wait for those decisions, then its :30 minute."""
+    h.hour(day, hour, minutes=(0,))
+    got = h.wait_decisions(n_before + len(h.symbols))
+    h.wait_orders_settled()
+    h.hour(day, hour, minutes=(30,))
+    time.sleep(0.4)  # fills of this minute reach the session
+    return got
+
+
+def run_hours(h: PaperHarness, day: int, hours: range) -> list[dict]:
+    h.hour(day, hours.start, minutes=(0, 30))
+    n = 0
+    for hour in range(hours.start + 1, hours.stop):
+        n = len(step(h, day, hour, n))
+    return h.decisions()
+
+
+def summary(h: PaperHarness) -> dict:
+    return json.loads((h.out / "summary.json").read_text())
+
+
+def fake_positions(h: PaperHarness) -> dict[str, float]:
+    return {s: p.qty for s, p in h.fake.positions.items()}
+
+
+def test_a_stream_bars_trade_and_reconcile_with_the_broker(tmp_path: Path) -> None:
+    """(a) N hourly bars -> the NN ensemble trades -> orders, fills, positions and cash agree with the broker; replay gives the same decisions."""
+    with PaperHarness(tmp_path) as h:
+        h.start()
+        decisions = run_hours(h, 0, range(10, 16))
+        assert h.stop() == 0
+        n_hours = 5  # 10:00 ... 14:00 closed; 15:00's bar is still open
+        assert len(decisions) == n_hours * len(h.symbols)
+        assert {d["symbol"] for d in decisions} == set(h.symbols)
+        assert all(d["inputs"]["p"] == d["inputs"]["p"] for d in decisions), "a live decision on a NaN probability"
+        actions = [d["action"] for d in decisions]
+        assert actions.count("buy") >= 2 and any(a.startswith("sell") for a in actions), actions
+        orders = read_jsonl(h.record / "orders.jsonl")
+        assert len(orders) == len(h.fake.orders) == sum(a != "hold" for a in actions)
+        assert {o["client_order_id"] for o in orders} == {o["client_order_id"] for o in h.fake.orders.values()}
+        filled = [o for o in h.fake.orders.values() if o["status"] == "filled"]
+        assert len(filled) == len(h.fake.orders), "every market order fills on the next minute bar"
+        s = summary(h)
+        broker = fake_positions(h)
+        assert {k: v for k, v in s["positions"].items() if v} == broker
+        assert s["cash"] == pytest.approx(h.fake.cash, abs=1e-6)
+        # the same bars through the backtest engine: the same decisions, bar by bar
+        replayed = replay(h.record)
+        assert compare_decisions(read_jsonl(h.record / "decisions.jsonl"), replayed) == []
+
+
+def test_b_stream_drop_reconnect_backfills_without_duplicates(tmp_path: Path) -> None:
+    """(b) The WebSocket drops mid-session: missed minutes come back by REST; no bar twice, none lost."""
+    with PaperHarness(tmp_path) as h:
+        h.start()
+        h.hour(0, 10, minutes=(0, 30))
+        step(h, 0, 11, 0)
+        assert h.streams is not None
+        data_connects = h.streams.connects["data"]
+        h.streams.drop_connections()
+        h.hour(0, 12, minutes=(0, 30), stream=False)  # while disconnected: only REST has them
+        h.streams.wait_connects("data", data_connects + 1, timeout=30)
+        h.streams.wait_subscribed(h.symbols[-1], timeout=30)
+        time.sleep(1.0)
+        h.hour(0, 13, minutes=(0,))  # live again: closes 13:00's bar
+        decisions = h.wait_decisions(3 * len(h.symbols))
+        time.sleep(0.5)
+        assert h.stop() == 0
+        keys = [(d["ts"], d["symbol"]) for d in decisions]
+        assert len(keys) == len(set(keys)), "a bar was decided twice"
+        closes = sorted({pd.Timestamp(d["ts"], tz="UTC").tz_convert("America/New_York").hour for d in decisions})
+        assert closes == [11, 12, 13], "a bar was lost"
+        bars = pd.read_parquet(h.record / "bars.parquet")
+        live = bars[bars["live"]]
+        assert not live.duplicated(["symbol", "ts"]).any()
+        noon = live[pd.to_datetime(live["ts"], utc=True).dt.tz_convert("America/New_York").dt.hour == 13]
+        for s in h.symbols:  # the 12:00-13:00 bar = its two REST-only minutes
+            minutes = [b for b in h.minutes[s] if pd.Timestamp(b["t"]).tz_convert("America/New_York").hour == 12]
+            row = noon[noon["symbol"] == s].iloc[0]
+            assert row["open"] == pytest.approx(minutes[0]["o"]) and row["close"] == pytest.approx(minutes[-1]["c"])
+            assert row["volume"] == sum(b["v"] for b in minutes)
+        assert "back-filled 4 minute bar(s)" in h.log()
+
+
+def test_c_rate_limit_then_success(tmp_path: Path) -> None:
+    """(c) 429 on the start-up requests and on an order: waited out (X-RateLimit-Reset), then it works, one order."""
+    with PaperHarness(tmp_path) as h:
+        h.fake.fail_next(2, 429, reset_in=0.5)
+        h.start()
+        h.fake.refuse_next_order(429, "rate limit exceeded", 42910000)
+        h.hour(0, 10, minutes=(0, 30))
+        step(h, 0, 11, 0)
+        time.sleep(1.5)
+        assert h.stop() == 0
+        assert "retry 1 of" in h.log() and "HTTP 429" in h.log()
+        buys = [d for d in h.decisions() if d["action"] == "buy"]
+        posts = h.fake.requests_to("/v2/orders")
+        assert len(h.fake.orders) == len(buys)
+        assert sum(1 for r in posts if r.method == "POST") == len(buys) + 1  # the 429 one was sent again
+
+
+def test_d_server_error_on_submit_never_duplicates(tmp_path: Path) -> None:
+    """(d) A 5xx after Alpaca took the order, and a 503 before: re-sent with the same client_order_id; one order each."""
+    with PaperHarness(tmp_path) as h:
+        h.start()
+        h.fake.lose_next_submit_response(500)
+        h.fake.refuse_next_order(503, "service unavailable", 50300000)
+        h.hour(0, 10, minutes=(0, 30))
+        step(h, 0, 11, 0)
+        time.sleep(2.5)
+        assert h.stop() == 0
+        buys = [d for d in h.decisions() if d["action"] == "buy"]
+        assert len(buys) == 2
+        assert len(h.fake.orders) == 2, "an order was placed twice"
+        ids = [o["client_order_id"] for o in h.fake.orders.values()]
+        assert len(set(ids)) == 2
+        assert "already at Alpaca" in h.log()
+        assert fake_positions(h) == {k: v for k, v in summary(h)["positions"].items() if v}
+
+
+def test_e_rejection_is_seen_and_not_retried_blindly(tmp_path: Path) -> None:
+    """(e) Insufficient buying power (HTTP 403) and a venue rejection: the strategy sees them, does not resend that session."""
+    with PaperHarness(tmp_path) as h:
+        h.start()
+        h.fake.refuse_next_order(403, "insufficient buying power", 40310000)
+        h.fake.reject_next_order("symbol halted")
+        h.hour(0, 10, minutes=(0, 30))
+        for hour in (11, 12, 13):
+            step(h, 0, hour, len(h.decisions()))
+        assert h.stop() == 0
+        log = h.log()
+        assert "insufficient buying power" in log and "symbol halted" in log
+        assert "no new entry in it for the rest of the session" in log
+        posts = [r for r in h.fake.requests_to("/v2/orders") if r.method == "POST"]
+        assert len(posts) == 2, "a refused entry was sent again"
+        assert h.fake.positions == {}
+
+
+def test_f_partial_fills(tmp_path: Path) -> None:
+    """(f) An order filled 40 % then 60 %: no second order meanwhile; books equal the broker's."""
+    with PaperHarness(tmp_path) as h:
+        h.fake.set_partial_fills((0.4, 0.6))
+        h.start()
+        h.hour(0, 10, minutes=(0, 30))
+        step(h, 0, 11, 0)
+        step(h, 0, 12, len(h.decisions()))
+        assert h.stop() == 0
+        fills = h.fake.fills
+        assert len(fills) >= 4 and len(h.fake.orders) == 2
+        assert all(o["status"] == "filled" for o in h.fake.orders.values())
+        assert fake_positions(h) == {k: v for k, v in summary(h)["positions"].items() if v}
+
+
+def test_g_kill_and_restart_reconciles_without_duplicates(tmp_path: Path) -> None:
+    """(g) SIGKILL mid-session with positions open; the restarted session takes them over and does not buy again."""
+    with PaperHarness(tmp_path) as h:
+        h.start()
+        h.hour(0, 10, minutes=(0, 30))
+        step(h, 0, 11, 0)
+        held = fake_positions(h)
+        assert len(held) == 2
+        h.kill()
+        n_orders = len(h.fake.orders)
+        h.start()
+        h.hour(0, 12, minutes=(0,))
+        h.wait_decisions(2 * len(h.symbols))
+        time.sleep(1.0)
+        assert h.stop() == 0
+        after = h.decisions()[len(h.symbols):]
+        assert all(d["position"] == held[d["symbol"]] for d in after), after
+        assert all(d["action"] != "buy" for d in after), "bought again what was already held"
+        assert len(h.fake.orders) == n_orders
+        assert "reconciled from the broker" in h.log()
+
+
+def test_ctrl_c_cancels_open_orders_and_flattens(tmp_path: Path) -> None:
+    """Ctrl-C: open orders are cancelled; with paper.flatten_on_stop the positions are closed."""
+    with PaperHarness(tmp_path, settings={"paper.flatten_on_stop": True}) as h:
+        h.start()
+        h.hour(0, 10, minutes=(0, 30))
+        step(h, 0, 11, 0)  # entries filled
+        h.fake.market_open = False  # the next decisions' orders cannot fill
+        assert h.stop() == 0
+        sells = [o for o in h.fake.orders.values() if o["side"] == "sell"]
+        assert len(sells) == len(h.symbols), "flatten_on_stop sent one closing order per position"
+        assert "flattening" in h.log()
+
+
+def test_pre_trade_limit_denies_entries(tmp_path: Path) -> None:
+    with PaperHarness(tmp_path, settings={"paper.max_order_notional": 1000.0}) as h:
+        h.start()
+        h.hour(0, 10, minutes=(0, 30))
+        step(h, 0, 11, 0)
+        assert h.stop() == 0
+        assert h.fake.orders == {}
+        assert "exceeds max_order_notional $1,000.00" in h.log()
+
+
+def test_keys_never_in_logs_or_outputs(tmp_path: Path) -> None:
+    with PaperHarness(tmp_path) as h:
+        h.start()
+        h.hour(0, 10, minutes=(0, 30))
+        step(h, 0, 11, 0)
+        assert h.stop() == 0
+        texts = [h.log()] + [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".parquet"]
+        for text in texts:
+            assert KEY not in text and SECRET not in text
+
+
+# ---- bad input: a clear message, a non-zero exit, nothing started ------------------------------
+def _fail(h: PaperHarness, env: dict[str, str] | None = None, *args: str) -> tuple[int, str]:
+    h.start(*args, wait=False, env=env)
+    code = h.wait_exit(60)
+    return code, h.log()
+
+
+def test_missing_keys(tmp_path: Path) -> None:
+    with PaperHarness(tmp_path) as h:
+        env = {k: v for k, v in h.env().items() if not k.startswith("APCA_")}
+        code, log = _fail(h, env)
+        assert code == 5 and "APCA_API_KEY_ID" in log and "Traceback" not in log
+        assert not (h.out / "decisions.jsonl").exists()
+
+
+def test_wrong_keys(tmp_path: Path) -> None:
+    with PaperHarness(tmp_path) as h:
+        code, log = _fail(h, h.env(APCA_API_SECRET_KEY="wrong-secret"))
+        assert code == 5 and "refused the keys (HTTP 403)" in log and "wrong-secret" not in log
+
+
+def test_unknown_and_non_tradable_symbols(tmp_path: Path) -> None:
+    with PaperHarness(tmp_path) as h:
+        h.fake.assets.pop("SYN01")
+        code, log = _fail(h)
+        assert code == 5 and "SYN01 (Alpaca does not know this symbol)" in log
+    with PaperHarness(tmp_path / "2") as h:
+        h.fake.add_asset("SYN01", tradable=False)
+        code, log = _fail(h)
+        assert code == 5 and "SYN01 (not tradable at Alpaca)" in log
+
+
+def test_non_fractionable_with_fractional_portfolio(tmp_path: Path) -> None:
+    with PaperHarness(tmp_path, settings={"portfolio.fractional": True}, fractionable=False) as h:
+        code, log = _fail(h)
+        assert code == 5 and "does not allow fractional shares of SPY, SYN01" in log
+
+
+def test_market_closed_is_said_and_waited_for(tmp_path: Path) -> None:
+    with PaperHarness(tmp_path) as h:
+        h.fake.market_open = False
+        h.start()
+        time.sleep(0.5)
+        assert h.stop() == 0
+        assert "market closed, next open" in h.log()
+
+
+def test_live_needs_the_confirming_variable(tmp_path: Path) -> None:
+    with PaperHarness(tmp_path) as h:
+        code, log = _fail(h, None, "--live")
+        assert code == 2 and "SIGTRADE_LIVE_CONFIRM" in log
+        assert h.fake.requests == [], "nothing may reach the broker before the confirmation"
+
+
+def test_unsupported_overlay_refused_before_start(tmp_path: Path) -> None:
+    with PaperHarness(tmp_path, settings={"risk.cost_filter": True}) as h:
+        code, log = _fail(h)
+        assert code == 2 and "risk.cost_filter" in log and h.fake.requests == []
