@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        app(args=args, standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
     except _USER_ERRORS as exc:
         if debug:
             raise
@@ -114,3 +114,5 @@ def main(argv: list[str] | None = None) -> None:
             highlight=False,
         )
         sys.exit(70)
+    if isinstance(code, int) and code:  # typer.Exit(code) returns its code when not standalone
+        sys.exit(code)

@@ -13,7 +13,7 @@ Routes
     ``POST /v2/orders``, ``GET /v2/orders`` (``status`` open|closed|all, ``symbols``,
     ``limit``, ``direction``), ``GET /v2/orders/{id}``,
     ``GET /v2/orders:by_client_order_id``, ``DELETE /v2/orders/{id}`` (204),
-    ``DELETE /v2/orders`` (207, one entry per open order), ``GET /v2/positions``,
+    ``DELETE /v2/orders`` (207, one entry per open order), ``PATCH /v2/orders/{id}`` (replace), ``GET /v2/positions``,
     ``GET /v2/positions/{symbol}``, ``DELETE /v2/positions/{symbol}`` (``qty`` or
     ``percentage``; answers the closing market order).
 
@@ -174,6 +174,7 @@ class FakeAlpacaTrading(FakeAlpaca):
                 ("GET", "/v2/assets/"): self._asset,
                 ("GET", "/v2/orders/"): self._order_by_id,
                 ("DELETE", "/v2/orders/"): self._cancel_one,
+                ("PATCH", "/v2/orders/"): self._replace,
                 ("GET", "/v2/positions/"): self._position,
                 ("DELETE", "/v2/positions/"): self._close_position,
             }
@@ -654,6 +655,39 @@ class FakeAlpacaTrading(FakeAlpaca):
                 return _err(422, 42210000, f'order is already in "{order["status"]}" state')
             self._cancel(order)
             return Reply(204, None)
+
+    def _replace(self, req: Request, oid: str) -> Reply:
+        """``PATCH /v2/orders/{id}``: a new order (new id and client_order_id) replaces an open one."""
+        try:
+            body = req.json() or {}
+        except ValueError:
+            return _err(400, 40010000, "request body format is invalid")
+        with self._book:
+            old = self.orders.get(oid)
+            if old is None:
+                return _err(404, 40410000, "order not found")
+            if old["status"] not in OPEN_STATUSES:
+                return _err(422, 42210000, f'order is already in "{old["status"]}" state')
+            if float(old["filled_qty"]) > 0:
+                return _err(422, 42210000, "cannot replace a partially filled order")
+            fields = {
+                "symbol": old["symbol"], "side": old["side"], "type": old["type"],
+                "time_in_force": body.get("time_in_force") or old["time_in_force"],
+                "qty": body.get("qty") or old["qty"],
+                "limit_price": body.get("limit_price") or old.get("limit_price"),
+                "client_order_id": body.get("client_order_id") or str(uuid.uuid4()),
+            }
+            now = _iso(datetime.now(UTC))
+            old.update(status="replaced", replaced_at=now, updated_at=now)
+            reply = self._create_order(fields)
+            if reply.status != 200:
+                old.update(status="new")
+                return reply
+            new = self.orders[reply.body["id"]]
+            new["replaces"] = oid
+            old["replaced_by"] = new["id"]
+            self._update("replaced", old)
+            return Reply(200, dict(new))
 
     def _cancel_all(self, req: Request) -> Reply:
         with self._book:

@@ -391,12 +391,17 @@ class AlpacaExecutionClient(LiveExecutionClient):
         data = msg.get("data", msg)
         event = str(data.get("event", ""))
         payload = data.get("order") or {}
-        coid_text = payload.get("client_order_id")
-        if not coid_text:
-            return
-        order = self._cache.order(ClientOrderId(coid_text))
+        # a replacement order has a new id and client_order_id at Alpaca: find it by venue id
+        coid = self._venue_ids.get(str(payload.get("id", "")))
+        if coid is None and payload.get("replaces"):  # its update may come before the PATCH answer
+            coid = self._venue_ids.get(str(payload["replaces"]))
+        if coid is None and payload.get("client_order_id"):
+            coid = ClientOrderId(str(payload["client_order_id"]))
+        order = self._cache.order(coid) if coid is not None else None
         if order is None:
             return  # not ours (another session's or an external order)
+        if event == "replaced":
+            return  # the replacement's ids were registered by _modify_order (generate_order_updated)
         vid = VenueOrderId(str(payload["id"]))
         self._venue_ids[vid.value] = order.client_order_id
         ts = _ns(data.get("timestamp")) or self._clock.timestamp_ns()
