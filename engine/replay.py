@@ -12,16 +12,29 @@ A record directory (``sigtrade paper --record DIR``) holds
 ``orders.jsonl``, ``decisions.jsonl``
     every order sent and every decision made (time, symbol, action, position before,
     close and probability).
+``news.jsonl``
+    for a model trained with news sentiment: every live article the session scored and
+    gave the strategy (id, symbols, created_at, score, headline, ``late``; see
+    :mod:`engine.adapters.alpaca.news_stream`).
 
 :func:`replay` runs the recorded bars through :func:`engine.runner.simulate` with the same
 config - warm-up bars before the session start, decisions from it on, no flattening at
 the end, every recorded bar decided - and returns the decisions the backtest made;
 :func:`compare_decisions` lines them up with the recorded ones.
+
+Live news: the strategy reads the catalog's scored news as in a backtest, and replay adds
+the recorded live articles before the run (``simulate(strategy_hook=...)``). The
+sentiment accumulators are causal, so adding them up front gives the values the session
+had *provided* each article reached the session before the first bar closing after its
+``created_at`` was processed. An article that arrived later (``"late": true`` in the
+record) counted live only from a later bar; replay counts it from the first, so decisions
+from there on may differ: :func:`news_notes` says so and :func:`replay` logs it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from pathlib import Path
@@ -32,7 +45,10 @@ import pandas as pd
 from engine.config import BacktestConfig, config_from_dict, config_to_dict
 from engine.errors import DataError
 
+log = logging.getLogger(__name__)
+
 SESSION = "session.json"
+NEWS = "news.jsonl"
 COLUMNS = ["open", "high", "low", "close", "volume"]
 
 
@@ -57,8 +73,13 @@ def read_bars(path: Path) -> pd.DataFrame:
     if parquet.exists():
         frame = pd.read_parquet(parquet)
     elif lines.exists():
-        rows = [json.loads(line) for line in lines.read_text().splitlines() if line.strip()]
-        frame = pd.DataFrame(rows, columns=["symbol", "ts", *COLUMNS, "live"])
+        rows = []
+        for line in lines.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut short by a crash
+        frame = pd.DataFrame(rows, columns=["symbol", "ts", *COLUMNS, "live", "extra"])
     else:
         raise DataError(f"{path} holds no recorded bars (bars.parquet or bars.jsonl): record a session with "
                         "`sigtrade paper CONFIG --record DIR`")
@@ -71,9 +92,10 @@ def finish_record(path: Path) -> None:
     if not lines.exists():
         return
     frame = read_bars(path) if not (path / "bars.parquet").exists() else None
+    if frame is not None and "extra" in frame:
+        frame["extra"] = frame["extra"].fillna(False).astype(bool)
     if frame is None:
-        rows = [json.loads(line) for line in lines.read_text().splitlines() if line.strip()]
-        frame = pd.DataFrame(rows, columns=["symbol", "ts", *COLUMNS, "live"]).drop_duplicates(["symbol", "ts"])
+        return
     tmp = path / "bars.parquet.tmp"
     frame.to_parquet(tmp, index=False)
     os.replace(tmp, path / "bars.parquet")
@@ -111,21 +133,66 @@ def replay(path: Path, cfg: BacktestConfig | None = None) -> list[dict[str, Any]
     bars = read_bars(path)
     symbols = [s for s in meta["symbols"] if s in set(bars["symbol"])]
     full: dict[str, pd.DataFrame] = {}
-    for s in symbols:
+    for s in list(dict.fromkeys([*symbols, cfg.benchmark.symbol])):
         rows = bars[bars["symbol"] == s].sort_values("ts")
+        if rows.empty:
+            continue
         frame = rows[COLUMNS].astype("float64")
         frame.index = pd.DatetimeIndex(pd.to_datetime(rows["ts"].to_numpy(), utc=True), name="ts")
         full[s] = frame
+    # the regime's benchmark when the session streamed it without trading it
+    bench = full.pop(cfg.benchmark.symbol) if cfg.benchmark.symbol not in symbols and cfg.benchmark.symbol in full else None
     trade_from = int(meta["trade_from_ns"])
     window = {s: f.loc[f.index.asi8 >= trade_from] for s, f in full.items()}
     window = {s: f for s, f in window.items() if len(f)}
     if not window:
         raise DataError(f"{path}: the session recorded no bar after its start; nothing to replay")
+    articles = read_news(path)
+    for note in news_notes(articles):
+        log.warning("replay of %s: %s", path, note)
     decisions: list[dict[str, Any]] = []
     simulate(cfg, window, {s: full[s] for s in window}, cfg.strategy.kind, strategy_params(cfg),
              history={s: full[s] for s in window}, overlays=True, decision_sink=decisions.append,
-             bounds=(trade_from, {}))
+             bounds=(trade_from, {}), strategy_hook=lambda strategy: feed_news(strategy, articles),
+             bench_history=bench)
     return decisions
+
+
+def read_news(path: Path) -> list[dict[str, Any]]:
+    """The live articles a session recorded (``news.jsonl``; [] without; a line cut short by a crash is skipped)."""
+    file = path / NEWS
+    if not file.exists():
+        return []
+    out = []
+    for line in file.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and {"id", "symbols", "created_at", "score"} <= set(rec):
+            out.append(rec)
+    return out
+
+
+def feed_news(strategy: Any, articles: list[dict[str, Any]]) -> int:
+    """Give a strategy that takes live news (``add_article``) the recorded *articles*; return how many."""
+    add = getattr(strategy, "add_article", None)
+    if add is None:
+        return 0
+    for rec in articles:
+        add(str(rec["id"]), list(rec["symbols"]), pd.Timestamp(rec["created_at"]), float(rec["score"]))
+    return len(articles)
+
+
+def news_notes(articles: list[dict[str, Any]]) -> list[str]:
+    """Why a replay with these recorded articles may differ from the session ([] = it should not)."""
+    late = [r for r in articles if r.get("late")]
+    if not late:
+        return []
+    ids = ", ".join(str(r["id"]) for r in late[:5]) + (f" and {len(late) - 5} more" if len(late) > 5 else "")
+    return [f"{len(late)} live news article(s) reached the session after a bar they belong to had been "
+            f"processed (id {ids}); the replay counts them from that bar, the session from the next one, "
+            "so decisions from there on may differ"]
 
 
 def _key(rec: dict[str, Any]) -> tuple[int, str]:

@@ -308,11 +308,13 @@ def simulate(
     bench_history: pd.DataFrame | None = None,
     decision_sink: Callable[[dict[str, Any]], None] | None = None,
     bounds: tuple[int, dict[str, int]] | None = None,
+    strategy_hook: Callable[[Strategy], None] | None = None,
 ) -> RunResult:
     """Run one strategy kind over the given bars in a fresh engine; return its books.
 
     With ``overlays`` (the default) the config's ``[risk]``, ``[regime]`` and time stop
-    apply; the benchmark runs without them.
+    apply; the benchmark runs without them. ``strategy_hook(strategy)`` is called once the
+    strategy is built and prepared, before the run (replay feeds recorded live news there).
     """
     spec = STRATEGIES[kind]
     symbols = list(window)
@@ -350,6 +352,8 @@ def simulate(
             strategy.attach_series(series)  # type: ignore[attr-defined]
         progress("model", 1.0)
         strategy.decision_sink = decision_sink  # type: ignore[attr-defined]
+        if strategy_hook is not None:
+            strategy_hook(strategy)
         engine.add_strategy(strategy)
         engine.add_data_iterator("sigtrade-bars", _chunks(data, progress))
         engine.run()

@@ -1,7 +1,7 @@
-"""Alpaca's WebSocket streams, faked on 127.0.0.1: the trading stream and stock market data.
+"""Alpaca's WebSocket streams, faked on 127.0.0.1: the trading stream, stock market data and news.
 
 One ``websockets`` asyncio server (port 0) runs in a daemon thread with its own event
-loop and answers two dialects by path, as alpaca-py speaks them:
+loop and answers three dialects by path, as alpaca-py speaks them:
 
 ``/stream`` - the trading stream, JSON text frames (``ws_trade_updates_*.json``)
     client ``{"action": "authenticate", "data": {"key_id", "secret_key"}}`` ->
@@ -18,9 +18,18 @@ loop and answers two dialects by path, as alpaca-py speaks them:
     client ``{"action": "subscribe", "bars": [...], ...}`` -> ``[{"T": "subscription", ...}]``;
     then bars ``[{"T": "b", "S", "t" (msgpack timestamp), "o", "h", "l", "c", "v", "n", "vw"}]``.
 
+``/v1beta1/news`` - news (``NewsDataStream``), msgpack like market data
+    connected / auth as above; client ``{"action": "subscribe", "news": [symbols or "*"]}``
+    -> ``[{"T": "subscription", "news": [...]}]``; then articles
+    ``[{"T": "n", "id", "headline", "summary", "author", "created_at", "updated_at"
+    (msgpack timestamps), "url", "content", "symbols": [...], "source"}]`` to every news
+    connection subscribed to one of the article's symbols (or ``*``).
+
 alpaca-py uses ``url_override`` as the *whole* stream URL (it appends nothing): pass
-:attr:`FakeAlpacaStreams.trading_url` to ``TradingStream`` and
-:meth:`FakeAlpacaStreams.data_url` to ``StockDataStream``.
+:attr:`FakeAlpacaStreams.trading_url` to ``TradingStream``,
+:meth:`FakeAlpacaStreams.data_url` to ``StockDataStream`` and
+:attr:`FakeAlpacaStreams.news_url` to ``NewsDataStream``; :meth:`push_news` sends an
+article.
 
 Given a :class:`~tests.fakes.alpaca_trading.FakeAlpacaTrading`, the server listens to it:
 its trade updates go to every listening trading connection and its
@@ -40,6 +49,7 @@ from http import HTTPStatus
 from typing import Any
 
 import msgpack
+import pandas as pd
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -47,6 +57,7 @@ from tests.fakes.alpaca_trading import FakeAlpacaTrading
 
 DATA_PATHS = ("/v2/iex", "/v2/sip")
 TRADING_PATH = "/stream"
+NEWS_PATH = "/v1beta1/news"
 CHANNELS = (
     "trades",
     "quotes",
@@ -77,12 +88,13 @@ class FakeAlpacaStreams:
         self.fake = fake
         self.key_id = fake.key_id if fake is not None else key_id
         self.secret = fake.secret if fake is not None else secret
-        self.connects: dict[str, int] = {"trading": 0, "data": 0}
+        self.connects: dict[str, int] = {"trading": 0, "data": 0, "news": 0}
         """Connections opened so far, by dialect (reconnects show here)."""
         self.received: list[tuple[str, dict[str, Any]]] = []
         """Every client message, ``(path, message)``."""
         self._trading: set[ServerConnection] = set()
         self._data: dict[ServerConnection, dict[str, set[str]]] = {}
+        self._news: dict[ServerConnection, set[str]] = {}
         self._all: set[ServerConnection] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] | None = None
@@ -136,6 +148,11 @@ class FakeAlpacaStreams:
         """``StockDataStream(url_override=...)`` for *feed* (iex or sip)."""
         return f"{self.base_url}/v2/{feed}"
 
+    @property
+    def news_url(self) -> str:
+        """``NewsDataStream(url_override=...)``."""
+        return f"{self.base_url}{NEWS_PATH}"
+
     # ---- test controls ---------------------------------------------------------------
     def push_trade_update(self, data: dict[str, Any]) -> None:
         """Send a raw ``trade_updates`` payload to every listening trading connection."""
@@ -144,6 +161,23 @@ class FakeAlpacaStreams:
     def push_bar_frame(self, frame: dict[str, Any]) -> None:
         """Send a raw bar frame (``T``, ``S``, ``t`` datetime, ``o`` ...) to subscribed data connections."""
         self._on_event("bar", frame)
+
+    def push_news(self, article: dict[str, Any]) -> None:
+        """Send an article to the news connections subscribed to one of its symbols (or ``*``).
+
+        *article* has Alpaca's fields (``id``, ``headline``, ``summary``, ``symbols``,
+        ``created_at`` ...); times may be datetimes, Timestamps or ISO text (sent as msgpack
+        timestamps); missing fields get Alpaca-like defaults and ``T`` is ``"n"``.
+        """
+        self._on_event("news", article)
+
+    def wait_news_subscribed(self, symbol: str, count: int = 1, timeout: float = 5.0) -> None:
+        """Block until *count* news connections are subscribed to *symbol* (or ``*``)."""
+        self._wait(
+            lambda: sum(1 for subs in list(self._news.values()) if symbol in subs or "*" in subs) >= count,
+            timeout,
+            f"{count} news connection(s) subscribed to {symbol}",
+        )
 
     def wait_listening(self, count: int = 1, timeout: float = 5.0) -> None:
         """Block until *count* trading connections listen to ``trade_updates``."""
@@ -229,7 +263,7 @@ class FakeAlpacaStreams:
 
     @staticmethod
     def _route(connection: ServerConnection, request: Any) -> Any:
-        if request.path not in DATA_PATHS and request.path != TRADING_PATH:
+        if request.path not in DATA_PATHS and request.path not in (TRADING_PATH, NEWS_PATH):
             return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
         return None
 
@@ -246,6 +280,9 @@ class FakeAlpacaStreams:
             if path == TRADING_PATH:
                 self.connects["trading"] += 1
                 await self._trading_session(conn)
+            elif path == NEWS_PATH:
+                self.connects["news"] += 1
+                await self._data_session(conn, path)
             else:
                 self.connects["data"] += 1
                 await self._data_session(conn, path)
@@ -255,6 +292,7 @@ class FakeAlpacaStreams:
             self._all.discard(conn)
             self._trading.discard(conn)
             self._data.pop(conn, None)
+            self._news.pop(conn, None)
             self._changed()
 
     async def _trading_session(self, conn: ServerConnection) -> None:
@@ -309,7 +347,10 @@ class FakeAlpacaStreams:
             if action == "auth":
                 if msg.get("key") == self.key_id and msg.get("secret") == self.secret:
                     authenticated = True
-                    self._data[conn] = {c: set() for c in CHANNELS}
+                    if path == NEWS_PATH:
+                        self._news[conn] = set()
+                    else:
+                        self._data[conn] = {c: set() for c in CHANNELS}
                     await conn.send(msgpack.packb([{"T": "success", "msg": "authenticated"}]))
                 else:
                     await conn.send(
@@ -322,6 +363,13 @@ class FakeAlpacaStreams:
                     await conn.send(
                         msgpack.packb([{"T": "error", "code": 401, "msg": "not authenticated"}])
                     )
+                    continue
+                if path == NEWS_PATH:
+                    news = self._news[conn]
+                    for sym in msg.get("news") or []:
+                        (news.add if action == "subscribe" else news.discard)(sym)
+                    await conn.send(msgpack.packb([{"T": "subscription", "news": sorted(news)}]))
+                    self._changed()
                     continue
                 subs = self._data[conn]
                 for channel in CHANNELS:
@@ -349,6 +397,11 @@ class FakeAlpacaStreams:
             if kind == "trade_updates":
                 frame: str | bytes = json.dumps({"stream": "trade_updates", "data": payload})
                 targets = list(self._trading)
+            elif kind == "news":
+                wire = _news_frame(payload)
+                frame = msgpack.packb([wire])
+                names = set(wire["symbols"])
+                targets = [c for c, subs in self._news.items() if "*" in subs or names & subs]
             else:
                 symbol = payload["S"]
                 wire = dict(payload)
@@ -365,3 +418,25 @@ class FakeAlpacaStreams:
                     await asyncio.wait_for(conn.send(frame), SEND_TIMEOUT_S)
                 except (ConnectionClosed, TimeoutError):
                     pass
+
+
+def _timestamp(value: Any) -> msgpack.Timestamp:
+    if isinstance(value, msgpack.Timestamp):
+        return value
+    ts = pd.Timestamp(value)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return msgpack.Timestamp.from_unix_nano(int(ts.value))
+
+
+def _news_frame(article: dict[str, Any]) -> dict[str, Any]:
+    """An article as the news stream sends it: Alpaca's fields, times as msgpack timestamps."""
+    created = article.get("created_at", pd.Timestamp.now(tz="UTC"))
+    wire: dict[str, Any] = {
+        "T": "n", "id": article.get("id", 1), "headline": "", "summary": "", "author": "Fake Author",
+        "url": "https://example.invalid/a", "content": "", "symbols": [], "source": "benzinga",
+        **{k: v for k, v in article.items() if k != "T"},
+    }
+    wire["created_at"] = _timestamp(created)
+    wire["updated_at"] = _timestamp(article.get("updated_at", created))
+    wire["symbols"] = list(wire["symbols"])
+    return wire
