@@ -206,3 +206,59 @@ def trades_with_reasons(trades: pd.DataFrame, fills: pd.DataFrame) -> pd.DataFra
     key = dict(zip(zip(closing["symbol"], closing["ts"], strict=True), closing["exit_reason"], strict=True))
     out["exit_reason"] = [key.get((s, t), "") for s, t in zip(out["symbol"], out["exit_ts"], strict=True)]
     return out
+
+
+BATCH_TOPIC = "sigtrade.bars.batch"
+"""Message-bus topic on which a live data client announces each close time's bars before publishing them."""
+
+
+class LiveOverlaySeries:
+    """:class:`OverlaySeries` that grows bar time by bar time, for paper trading.
+
+    The live data client publishes, on :data:`BATCH_TOPIC` and before the bars themselves,
+    ``(ts, {symbol: (open, high, low, close, volume)})`` for every close time (warm-up
+    included; the benchmark's row too when it is not traded). :meth:`append_batch` adds
+    the rows and recomputes every overlay input with :func:`build_series` over all bars
+    received so far - the very function the backtest uses. Its inputs are causal, so the
+    value at each bar equals the backtest's over the same bars (replay checks it).
+    """
+
+    def __init__(self, cfg: BacktestConfig, symbols: list[str], bench: str | None, horizon: int) -> None:
+        self._cfg = cfg
+        self._symbols = list(symbols)
+        self._bench = bench
+        self._rows: dict[str, list[tuple[int, float, float, float, float, float]]] = {}
+        self.horizon = horizon
+        self.timeline = np.empty(0, dtype=np.int64)
+        self.allow = np.empty(0, dtype=np.bool_)
+        self.day = np.empty(0, dtype=np.int64)
+        self.atr_pct: dict[str, np.ndarray] = {}
+        self.move: dict[str, np.ndarray] = {}
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """Every bar received so far, per symbol (benchmark included)."""
+        out: dict[str, pd.DataFrame] = {}
+        for s, rows in self._rows.items():
+            arr = np.asarray(rows, dtype=np.float64).reshape(-1, 6)
+            out[s] = pd.DataFrame(
+                arr[:, 1:], columns=["open", "high", "low", "close", "volume"],
+                index=pd.DatetimeIndex(pd.to_datetime(arr[:, 0].astype(np.int64), utc=True)),
+            )
+        return out
+
+    def append_batch(self, batch: tuple[int, dict[str, tuple[float, float, float, float, float]]]) -> None:
+        """Add one close time's bars and recompute the series."""
+        ts, rows = batch
+        for s, values in rows.items():
+            self._rows.setdefault(s, []).append((int(ts), *map(float, values)))
+        frames = self.frames()
+        traded = {s: frames[s] for s in self._symbols if s in frames}
+        bench = frames.get(self._bench) if self._bench else None
+        if bench is None and self._bench in traded:
+            bench = traded[self._bench]
+        need_bench = self._cfg.regime.trend.sma > 0 or self._cfg.regime.volatility.window > 0
+        if need_bench and (bench is None or not len(bench)):
+            raise RuntimeError(f"the regime filter needs {self._bench} bars; none received yet")
+        series = build_series(self._cfg, traded, traded, bench, self.horizon)
+        self.timeline, self.allow, self.day = series.timeline, series.allow, series.day
+        self.atr_pct, self.move = series.atr_pct, series.move

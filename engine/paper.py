@@ -76,32 +76,23 @@ def check_live(live: bool) -> None:
 
 def check_supported(cfg: BacktestConfig) -> BacktestConfig:
     """Refuse what paper trading cannot do yet; switch signal strategies to streaming mode."""
-    from engine.regime import enabled
-
-    unsupported = []
-    r = cfg.risk
-    if enabled(cfg.regime):
-        unsupported.append(f"regime filters ({', '.join(enabled(cfg.regime))})")
-    if r.cost_filter:
-        unsupported.append("risk.cost_filter")
-    if r.sizing == "atr":
-        unsupported.append('risk.sizing = "atr"')
-    if r.drawdown_limit > 0:
-        unsupported.append("risk.drawdown_limit")
-    if r.daily_loss_limit > 0:
-        unsupported.append("risk.daily_loss_limit (use paper.daily_loss_limit, checked on the Alpaca account)")
     if cfg.portfolio.account == "margin" or cfg.strategy.short_threshold is not None:
-        unsupported.append("short selling (portfolio.account = \"margin\")")
-    if unsupported:
         raise ConfigError(
-            "sigtrade paper does not support " + "; ".join(unsupported)
-            + " yet: these overlays need series computed over the whole backtest timeline. "
-            "Remove them from the config (or --set them off) to paper-trade"
+            "sigtrade paper does not support short selling yet (portfolio.account = \"margin\" / "
+            "strategy.short_threshold): paper-trade the long-only strategy (remove short_threshold, "
+            "account = \"cash\")"
         )
     if cfg.strategy.kind in ("signal", "ensemble") and cfg.strategy.mode != "streaming":
         log.info("strategy.mode = streaming for paper trading (features and probability per bar)")
         cfg = msgspec.structs.replace(cfg, strategy=msgspec.structs.replace(cfg.strategy, mode="streaming"))
     return cfg
+
+
+def overlay_benchmark(cfg: BacktestConfig, symbols: list[str]) -> str | None:
+    """The benchmark symbol the regime filters read, when it is needed and not traded (then streamed too)."""
+    needs = cfg.regime.trend.sma > 0 or cfg.regime.volatility.window > 0
+    bench = cfg.benchmark.symbol
+    return bench if needs and bench not in symbols else None
 
 
 def preflight(cfg: BacktestConfig, alpaca: AlpacaConfig, symbols: list[str]) -> Preflight:
@@ -153,7 +144,7 @@ class SessionFiles:
             from engine.replay import start_record
 
             start_record(self.record, cfg, meta)
-            for name in ("bars", "orders"):
+            for name in ("bars", "orders", "news"):
                 self._handles[name] = (self.record / f"{name}.jsonl").open("a", encoding="utf-8")
             if self.record.resolve() != self.out.resolve():
                 self._handles["decisions_rec"] = (self.record / "decisions.jsonl").open("a", encoding="utf-8")
@@ -278,11 +269,27 @@ def run_paper(
         counts["orders"] += 1
         files.write("orders", rec)
 
+    from engine.overlays import LiveOverlaySeries, resolve_horizon
+
+    extra = overlay_benchmark(cfg, symbols)
+    series = LiveOverlaySeries(cfg, symbols, extra or cfg.benchmark.symbol,
+                               resolve_horizon(cfg, getattr(strategy, "card_horizon", lambda: None)()))
+    append = series.append_batch
+
+    def on_batch(batch: tuple[int, dict[str, Any]]) -> None:
+        append(batch)
+        if extra and extra in batch[1]:  # the benchmark's bars are kept for the replay's regime filter
+            o, h, lo, c, v = batch[1][extra]
+            files.write("bars", {"symbol": extra, "ts": int(batch[0]), "open": o, "high": h, "low": lo,
+                                 "close": c, "volume": v, "live": batch[0] >= trade_from, "extra": True})
+
+    series.append_batch = on_batch  # type: ignore[method-assign]
+    strategy.attach_series(series)  # type: ignore[attr-defined]
     strategy.bar_sink = on_bar  # type: ignore[attr-defined]
     strategy.decision_sink = on_decision  # type: ignore[attr-defined]
     strategy.order_sink = on_order  # type: ignore[attr-defined]
 
-    data_cfg = AlpacaDataClientConfig(symbols=tuple(symbols), bar=cfg.data.bar, fractional=cfg.portfolio.fractional,
+    data_cfg = AlpacaDataClientConfig(symbols=tuple(symbols), extra_symbols=(extra,) if extra else (), bar=cfg.data.bar, fractional=cfg.portfolio.fractional,
                                       warmup_bars=cfg.paper.warmup_bars, flush_delay_s=cfg.paper.flush_delay_s,
                                       alpaca=alpaca)
     exec_cfg = AlpacaExecClientConfig(symbols=tuple(symbols), fractional=cfg.portfolio.fractional,
@@ -300,6 +307,8 @@ def run_paper(
         timeout_disconnection=5.0, timeout_post_stop=2.0,
     ))
     node.trader.add_strategy(strategy)
+    # live news -> sentiment feature (models trained with [sentiment]); hook owned by engine.adapters.alpaca.news_stream
+    news_hook = _live_news_hook(cfg, strategy, alpaca, files, say)
     node.add_data_client_factory(ALPACA, AlpacaLiveDataClientFactory)
     node.add_exec_client_factory(ALPACA, AlpacaLiveExecClientFactory)
     node.build()
@@ -319,6 +328,8 @@ def run_paper(
                 return
 
     watcher = loop.create_task(watch())
+    if news_hook is not None:
+        news_hook(loop)
     try:
         node.run()
     finally:
@@ -335,6 +346,14 @@ def run_paper(
     _write_json(out / "summary.json", summary)
     say(f"session over: {counts['decisions']} decision(s), {counts['orders']} order(s); {final}")
     return summary
+
+
+def _live_news_hook(cfg: BacktestConfig, strategy: Any, alpaca: AlpacaConfig, files: SessionFiles,
+                    say: Callable[[str], None]) -> Callable[[Any], None] | None:
+    """A callable that starts the live news feed on the node's loop, or None when the model uses no sentiment."""
+    from engine.adapters.alpaca.news_stream import live_news_hook
+
+    return live_news_hook(cfg, strategy, alpaca, files, say)
 
 
 def _last_decided(path: Path) -> int:

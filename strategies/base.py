@@ -131,6 +131,11 @@ class SigtradeStrategy(Strategy):
             raise RuntimeError("sizing = 'atr' needs the overlay series (attach_series) before the run")
         if self.cfg.live:
             self._restore_books()
+            append = getattr(self.series, "append_batch", None)
+            if append is not None:  # live overlay inputs grow with every bar time (engine.overlays)
+                from engine.overlays import BATCH_TOPIC
+
+                self.msgbus.subscribe(topic=BATCH_TOPIC, handler=append)
         for s, bt in self.bar_types.items():
             self._symbol_of[bt] = s
             self.subscribe_bars(bt)

@@ -11,6 +11,8 @@ stops the session itself.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,10 +27,14 @@ from tests.fakes.paper_session import KEY, SECRET, PaperHarness  # noqa: E402
 pytestmark = pytest.mark.timeout(180)
 
 
-def step(h: PaperHarness, day: int, hour: int, n_before: int) -> list[dict]:
+def step(h: PaperHarness, day: int, hour: int, n_before: int, *, posts: bool = True) -> list[dict]:
     """Open clock hour *hour* (its first minute closes the previous bar), wait for those decisions, then its :30 minute."""
     h.hour(day, hour, minutes=(0,))
     got = h.wait_decisions(n_before + len(h.symbols))
+    wanted = sum(1 for d in got if d["action"] != "hold") if posts else 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and sum(1 for r in h.fake.requests_to("/v2/orders") if r.method == "POST") < wanted:
+        time.sleep(0.05)  # every order decided has reached the broker (or been refused) before the next minute
     h.wait_orders_settled()
     h.hour(day, hour, minutes=(30,))
     time.sleep(0.4)  # fills of this minute reach the session
@@ -75,6 +81,19 @@ def test_a_stream_bars_trade_and_reconcile_with_the_broker(tmp_path: Path) -> No
         # the same bars through the backtest engine: the same decisions, bar by bar
         replayed = replay(h.record)
         assert compare_decisions(read_jsonl(h.record / "decisions.jsonl"), replayed) == []
+        # the CLI: sigtrade backtest --replay DIR (config "-" = the recorded one)
+        cli = subprocess.run([sys.executable, "-m", "engine", "backtest", "-", "--replay", str(h.record)],
+                             capture_output=True, text=True, timeout=120, cwd=h.tmp)
+        assert cli.returncode == 0, cli.stdout + cli.stderr
+        assert f"{len(decisions)} decision(s)" in cli.stdout and "identical to the paper session" in cli.stdout
+        # a tampered record is caught: one decision flipped
+        lines = (h.record / "decisions.jsonl").read_text().splitlines()
+        first = json.loads(lines[0])
+        first["action"] = "hold" if first["action"] != "hold" else "buy"
+        (h.record / "decisions.jsonl").write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+        cli = subprocess.run([sys.executable, "-m", "engine", "backtest", "-", "--replay", str(h.record)],
+                             capture_output=True, text=True, timeout=120, cwd=h.tmp)
+        assert cli.returncode == 1 and "1 difference(s)" in cli.stdout
 
 
 def test_b_stream_drop_reconnect_backfills_without_duplicates(tmp_path: Path) -> None:
@@ -218,7 +237,7 @@ def test_pre_trade_limit_denies_entries(tmp_path: Path) -> None:
     with PaperHarness(tmp_path, settings={"paper.max_order_notional": 1000.0}) as h:
         h.start()
         h.hour(0, 10, minutes=(0, 30))
-        step(h, 0, 11, 0)
+        step(h, 0, 11, 0, posts=False)
         assert h.stop() == 0
         assert h.fake.orders == {}
         assert "exceeds max_order_notional $1,000.00" in h.log()
@@ -289,7 +308,84 @@ def test_live_needs_the_confirming_variable(tmp_path: Path) -> None:
         assert h.fake.requests == [], "nothing may reach the broker before the confirmation"
 
 
-def test_unsupported_overlay_refused_before_start(tmp_path: Path) -> None:
-    with PaperHarness(tmp_path, settings={"risk.cost_filter": True}) as h:
+def test_short_selling_refused_before_start(tmp_path: Path) -> None:
+    settings = {"portfolio.account": "margin", "strategy.short_threshold": 0.2}
+    with PaperHarness(tmp_path, settings=settings) as h:
         code, log = _fail(h)
-        assert code == 2 and "risk.cost_filter" in log and h.fake.requests == []
+        assert code == 2 and "short selling" in log and h.fake.requests == []
+
+
+def test_overlays_and_regime_filters_run_live_and_replay_identically(tmp_path: Path) -> None:
+    """Regime filters, cost filter, ATR sizing and the breakers get their inputs bar by bar live; replay agrees."""
+    settings = {
+        "regime.combine": "or", "regime.trend.sma": 20, "regime.breadth.sma": 10, "regime.breadth.min_share": 0.0,
+        "risk.sizing": "atr", "risk.atr_risk": 0.002, "risk.drawdown_limit": 0.2, "risk.daily_loss_limit": 0.1,
+        "risk.stop_loss": 0.05, "risk.max_gross_exposure": 0.5,
+    }
+    with PaperHarness(tmp_path, settings=settings) as h:
+        h.start()
+        decisions = run_hours(h, 0, range(10, 16))
+        assert h.stop() == 0
+        assert len(decisions) == 5 * len(h.symbols)
+        orders = read_jsonl(h.record / "orders.jsonl")
+        assert orders, "the overlays let nothing through: the test would prove nothing"
+        replayed = replay(h.record)
+        assert compare_decisions(read_jsonl(h.record / "decisions.jsonl"), replayed) == []
+    # the cost filter: p < 0.5 means a negative expected edge, so no entry at all
+    with PaperHarness(tmp_path / "cost", settings={"risk.cost_filter": True}) as h:
+        h.start()
+        run_hours(h, 0, range(10, 13))
+        assert h.stop() == 0
+        assert h.fake.orders == {}
+        assert compare_decisions(read_jsonl(h.record / "decisions.jsonl"), replay(h.record)) == []
+
+
+def test_shipped_paper_config_runs(tmp_path: Path) -> None:
+    """config/paper_demo.toml, as the README shows it, against the fake Alpaca."""
+    from tests.fakes.paper_session import REPO
+
+    with PaperHarness(tmp_path, symbols=("SPY",)) as h:
+        h.config = REPO / "config" / "paper_demo.toml"
+        h.start()
+        decisions = run_hours(h, 0, range(10, 13))
+        assert h.stop() == 0
+        assert [d["symbol"] for d in decisions] == ["SPY", "SPY"]
+        assert compare_decisions(read_jsonl(h.record / "decisions.jsonl"), replay(h.record)) == []
+
+
+def test_fractional_orders_where_alpaca_allows_them(tmp_path: Path) -> None:
+    with PaperHarness(tmp_path, settings={"portfolio.fractional": True}) as h:
+        h.start()
+        h.hour(0, 10, minutes=(0, 30))
+        step(h, 0, 11, 0)
+        assert h.stop() == 0
+        qtys = [float(o["qty"]) for o in h.fake.orders.values()]
+        assert qtys and all(not q.is_integer() for q in qtys), qtys
+        assert fake_positions(h) == pytest.approx({k: v for k, v in summary(h)["positions"].items() if v})
+
+
+def test_regime_benchmark_streamed_when_not_traded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trend filter reads SPY, which the session does not trade: SPY is streamed, recorded and replayed too."""
+    settings = {"regime.trend.sma": 10, "regime.volatility.window": 5, "regime.volatility.lookback": 50,
+                "regime.combine": "or"}
+    with PaperHarness(tmp_path, symbols=("SYN01", "SYN02"), market=("SPY",), settings=settings) as h:
+        h.start()
+        decisions = run_hours(h, 0, range(10, 14))
+        assert h.stop() == 0
+        assert {d["symbol"] for d in decisions} == {"SYN01", "SYN02"}
+        bars = pd.read_parquet(h.record / "bars.parquet")
+        spy = bars[bars["symbol"] == "SPY"]
+        assert len(spy) > 100 and spy["extra"].all(), "the benchmark's bars were not recorded"
+        assert not any(o["symbol"] == "SPY" for o in h.fake.orders.values())
+        import engine.runner as runner
+
+        seen: dict[str, pd.DataFrame] = {}
+        original = runner.overlay_series
+
+        def capture(cfg, full, history, horizon, bench=None, trade_from=0):  # type: ignore[no-untyped-def]
+            seen["bench"] = bench
+            return original(cfg, full, history, horizon, bench, trade_from)
+
+        monkeypatch.setattr(runner, "overlay_series", capture)
+        assert compare_decisions(read_jsonl(h.record / "decisions.jsonl"), replay(h.record)) == []
+        assert list(seen["bench"].index.asi8) == sorted(spy["ts"].tolist()), "the replay did not use the recorded SPY bars"

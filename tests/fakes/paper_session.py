@@ -61,10 +61,13 @@ class PaperHarness:
     """Fakes + config + the ``sigtrade paper`` subprocess (a context manager)."""
 
     def __init__(self, tmp: Path, symbols: Sequence[str] = ("SPY", "SYN01"), *, warmup: int = 120,
-                 settings: dict[str, Any] | None = None, fractionable: bool = True) -> None:
+                 settings: dict[str, Any] | None = None, fractionable: bool = True,
+                 market: Sequence[str] = ()) -> None:
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         self.symbols = list(symbols)
+        self.market = [s for s in market if s not in self.symbols]
+        """Symbols with bars (REST and stream) that the session does not trade (e.g. the regime's benchmark)."""
         self.fake = FakeAlpacaTrading(KEY, SECRET)
         self.streams: FakeAlpacaStreams | None = None
         self.warmup = warmup
@@ -75,16 +78,17 @@ class PaperHarness:
         self.record = tmp / "rec"
         self.log_path = tmp / "paper.log"
         self.config = tmp / "paper.toml"
-        self.minutes: dict[str, list[dict[str, Any]]] = {s: [] for s in self.symbols}
+        self.minutes: dict[str, list[dict[str, Any]]] = {s: [] for s in self.symbols + self.market}
         self.days = future_sessions(6)
-        self.prices = {s: float(cat.read_frame(SAMPLE, s, "1-HOUR")["close"].iloc[-1]) for s in self.symbols}
+        self.prices = {s: float(cat.read_frame(SAMPLE, s, "1-HOUR")["close"].iloc[-1]) for s in self.symbols + self.market}
+        self._news_rest: Any = None
 
     # ---- lifecycle ------------------------------------------------------------------------
     def __enter__(self) -> PaperHarness:
         self.fake.start()
         self.streams = FakeAlpacaStreams(self.fake).start()
         starts = recent_hour_starts(self.warmup + 30)
-        for s in self.symbols:
+        for s in self.symbols + self.market:
             self.fake.add_asset(s, fractionable=self.fractionable)
             served = cat.read_frame(SAMPLE, s, "1-HOUR").iloc[-len(starts):].copy()
             served.index = starts  # the sample's last bars, re-dated to Alpaca's hourly grid of recent sessions
@@ -126,6 +130,7 @@ class PaperHarness:
             "SIGTRADE_ALPACA_TRADING_URL": self.fake.url, "SIGTRADE_ALPACA_DATA_URL": self.fake.url,
             "SIGTRADE_ALPACA_TRADING_STREAM_URL": self.streams.trading_url,
             "SIGTRADE_ALPACA_DATA_STREAM_URL": self.streams.data_url("iex"),
+            "SIGTRADE_ALPACA_NEWS_STREAM_URL": self.streams.news_url,
             "PYTHONUNBUFFERED": "1",
         })
         env.update(extra)
@@ -202,8 +207,39 @@ class PaperHarness:
         label = self.days[day]
         for m in minutes:
             start = pd.Timestamp(f"{label.date()} {hour:02d}:{m:02d}", tz="America/New_York").tz_convert("UTC")
-            for s in self.symbols:
+            for s in self.symbols + self.market:
                 self.minute(s, start, stream=stream)
+
+    # ---- news ------------------------------------------------------------------------------------
+    def push_news(self, article: dict[str, Any]) -> None:
+        """Send an article on the news stream (Alpaca's fields; ``created_at`` any time type)."""
+        assert self.streams is not None
+        self.streams.push_news(article)
+
+    def news_rest(self) -> Any:
+        """The fake's REST news (``GET /v1beta1/news``, what back-fill asks), installed on first use."""
+        if self._news_rest is None:
+            from tests.fakes.alpaca_news import FakeNews
+
+            self._news_rest = FakeNews.install(self.fake)
+        return self._news_rest
+
+    def news_records(self) -> list[dict[str, Any]]:
+        """The live articles the session recorded (``news.jsonl`` of the record directory)."""
+        path = self.record / "news.jsonl"
+        return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+
+    def wait_news(self, n: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Block until at least *n* live articles are recorded."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.news_records()
+            if len(got) >= n:
+                return got
+            if self.proc is not None and self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{len(self.news_records())} article(s) recorded, expected {n}:\n{self.log()[-4000:]}")
 
     def decisions(self) -> list[dict[str, Any]]:
         path = self.out / "decisions.jsonl"

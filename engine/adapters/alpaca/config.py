@@ -6,8 +6,8 @@ never CLI options (so they stay out of shell history and ``ps``). They are read 
 names) when a client is built.
 
 Endpoints default to Alpaca's; ``SIGTRADE_ALPACA_DATA_URL`` / ``SIGTRADE_ALPACA_TRADING_URL``
-(REST) and ``SIGTRADE_ALPACA_DATA_STREAM_URL`` / ``SIGTRADE_ALPACA_TRADING_STREAM_URL``
-(WebSocket) override them (tests point them at a fake server on 127.0.0.1).
+(REST) and ``SIGTRADE_ALPACA_DATA_STREAM_URL`` / ``SIGTRADE_ALPACA_TRADING_STREAM_URL`` /
+``SIGTRADE_ALPACA_NEWS_STREAM_URL`` (WebSocket) override them (tests point them at a fake server on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ DATA_URL_ENV = "SIGTRADE_ALPACA_DATA_URL"
 TRADING_URL_ENV = "SIGTRADE_ALPACA_TRADING_URL"
 DATA_STREAM_URL_ENV = "SIGTRADE_ALPACA_DATA_STREAM_URL"
 TRADING_STREAM_URL_ENV = "SIGTRADE_ALPACA_TRADING_STREAM_URL"
+NEWS_STREAM_URL_ENV = "SIGTRADE_ALPACA_NEWS_STREAM_URL"
 
 Feed = Literal["iex", "sip"]
 Adjustment = Literal["raw", "split", "dividend", "all"]
@@ -54,6 +55,8 @@ class AlpacaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     """Whole market-data WebSocket URL; None = ``$SIGTRADE_ALPACA_DATA_STREAM_URL`` or Alpaca's for the feed."""
     trading_stream_url: str | None = None
     """Whole trade-updates WebSocket URL; None = ``$SIGTRADE_ALPACA_TRADING_STREAM_URL`` or Alpaca's."""
+    news_stream_url: str | None = None
+    """Whole news WebSocket URL; None = ``$SIGTRADE_ALPACA_NEWS_STREAM_URL`` or Alpaca's (``.../v1beta1/news``)."""
     paper: bool = True
     """Trade on the paper account (paper keys)."""
     feed: Feed = "iex"
@@ -79,6 +82,10 @@ class AlpacaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
         """The trade-updates stream URL to pass as ``url_override`` (None = alpaca-py's default)."""
         return self.trading_stream_url or os.environ.get(TRADING_STREAM_URL_ENV) or None
 
+    def resolved_news_stream_url(self) -> str | None:
+        """The news stream URL to pass as ``url_override`` (None = alpaca-py's default)."""
+        return self.news_stream_url or os.environ.get(NEWS_STREAM_URL_ENV) or None
+
 
 def credentials() -> tuple[str, str]:
     """Return ``(key_id, secret)`` from the environment; BrokerError naming the variables if unset."""
@@ -102,6 +109,8 @@ class AlpacaDataClientConfig(LiveDataClientConfig, frozen=True, kw_only=True):
 
     symbols: tuple[str, ...] = ()
     """The universe, in the backtest's symbol order (bars of one close time go out in this order)."""
+    extra_symbols: tuple[str, ...] = ()
+    """Symbols whose bars only feed the overlay inputs (the regime's benchmark when it is not traded)."""
     bar: str = "1-HOUR"
     """The strategy's bar size; live minute bars are aggregated to it."""
     fractional: bool = False

@@ -45,6 +45,7 @@ from engine.adapters.alpaca.bars import (
 from engine.adapters.alpaca.config import AlpacaDataClientConfig, credentials
 from engine.adapters.alpaca.providers import AlpacaInstrumentProvider
 from engine.errors import BrokerError
+from engine.overlays import BATCH_TOPIC
 
 ALPACA = "ALPACA"
 
@@ -93,8 +94,10 @@ class AlpacaDataClient(LiveMarketDataClient):
         self._cfg = config
         self._rest = rest
         self._symbols = list(config.symbols)
+        self._extra = [s for s in config.extra_symbols if s not in self._symbols]
+        self._all = self._symbols + self._extra
         self._wanted: set[str] = set()
-        self._agg = MinuteAggregator(self._symbols, config.bar)
+        self._agg = MinuteAggregator(self._all, config.bar)
         self._instruments: dict[str, Any] = {}
         self._stream: Any = None
         self._started = False
@@ -140,17 +143,17 @@ class AlpacaDataClient(LiveMarketDataClient):
             end = pd.Timestamp(self._clock.timestamp_ns(), tz="UTC")
             start = warmup_start(end, cfg.bar, cfg.warmup_bars)
             frames = await asyncio.to_thread(
-                rest_frames, self._rest, self._symbols, cfg.bar, start, end, cfg.alpaca.feed, cfg.alpaca.adjustment
+                rest_frames, self._rest, self._all, cfg.bar, start, end, cfg.alpaca.feed, cfg.alpaca.adjustment
             )
             frames = {s: f.iloc[-cfg.warmup_bars:] for s, f in frames.items()}
-            missing = [s for s in self._symbols if s not in frames]
+            missing = [s for s in self._all if s not in frames]
             if missing:
                 self._log.warning(f"no {cfg.bar} warm-up bars from Alpaca for {', '.join(missing)}")
             self._publish_frames(frames)
             last = max((int(f.index[-1].value) for f in frames.values() if len(f)), default=-1)
             self._agg.start_after(last)
         self._stream = make_stock_stream(cfg, self._on_connected)
-        self._stream.subscribe_bars(self._on_minute, *self._symbols)
+        self._stream.subscribe_bars(self._on_minute, *self._all)
         self.create_task(self._stream._run_forever(), log_msg="alpaca stock data stream")
         self.create_task(self._flush_timer(), log_msg="alpaca bar flush timer")
 
@@ -158,12 +161,12 @@ class AlpacaDataClient(LiveMarketDataClient):
         """After each connection's subscription: back-fill by REST the minutes missed meanwhile."""
         floor = self._agg.emitted_close
         starts = [self._agg.last_minute.get(s, floor) + 60_000_000_000 if s in self._agg.last_minute else floor
-                  for s in self._symbols]
+                  for s in self._all]
         begin = min(starts)
         if begin < 0:
             return
         rows = await asyncio.to_thread(
-            rest_minutes, self._rest, self._symbols, pd.Timestamp(begin, tz="UTC"), self._cfg.alpaca.feed,
+            rest_minutes, self._rest, self._all, pd.Timestamp(begin, tz="UTC"), self._cfg.alpaca.feed,
             self._cfg.alpaca.adjustment,
         )
         before = self._agg.duplicates
@@ -192,15 +195,30 @@ class AlpacaDataClient(LiveMarketDataClient):
             self._publish_frames(frames_from_bars(bars))
 
     def _publish_frames(self, frames: dict[str, pd.DataFrame]) -> None:
-        """Bars of several symbols, in (close time, universe order) - the backtest's order."""
-        items: list[tuple[int, int, Any]] = []
-        for k, s in enumerate(self._symbols):
+        """Bars of several symbols, in (close time, universe order) - the backtest's order.
+
+        Before the bars of each close time, the whole time's rows (extra symbols included)
+        go out on :data:`engine.overlays.BATCH_TOPIC` for the live overlay inputs.
+        """
+        rows: dict[int, dict[str, tuple[float, float, float, float, float]]] = {}
+        bars: dict[int, list[Any]] = {}
+        for s in self._all:
             frame = frames.get(s)
             if frame is None or frame.empty:
                 continue
-            bars = cat.frame_to_bars(frame, s, self._cfg.bar, self._instruments[s])
-            items.extend((int(b.ts_event), k, b) for b in bars)
-        items.sort(key=lambda x: (x[0], x[1]))
-        for _, _, bar in items:
-            self._handle_data(bar)
-            self.bars_published += 1
+            if s in self._extra:  # overlay input only: no instrument, no bar event
+                values = frame[["open", "high", "low", "close", "volume"]].to_numpy(dtype="float64")
+                for t, v in zip(frame.index.asi8.tolist(), values.tolist(), strict=True):
+                    rows.setdefault(int(t), {})[s] = tuple(v)
+                continue
+            for bar in cat.frame_to_bars(frame, s, self._cfg.bar, self._instruments[s]):
+                t = int(bar.ts_event)
+                bars.setdefault(t, []).append(bar)
+                # the overlay inputs see exactly the prices the strategy sees (instrument precision)
+                rows.setdefault(t, {})[s] = (bar.open.as_double(), bar.high.as_double(), bar.low.as_double(),
+                                             bar.close.as_double(), bar.volume.as_double())
+        for ts in sorted(rows):
+            self._msgbus.publish(BATCH_TOPIC, (ts, rows[ts]))
+            for bar in bars.get(ts, []):
+                self._handle_data(bar)
+                self.bars_published += 1
