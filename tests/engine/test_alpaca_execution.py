@@ -29,3 +29,22 @@ def test_limit_order_replaced_then_cancelled(tmp_path: Path) -> None:
     assert (first["qty"], first["limit_price"]) == ("1", "100")
     assert (second["qty"], second["limit_price"], second["replaces"]) == ("2", "101", first["id"])
     assert f"venue {second['id']}" in events[1]
+
+
+def test_quote_ticks_from_the_data_stream(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    with PaperHarness(tmp_path, symbols=("SPY",)) as h:
+        proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.limit_session", "SPY", "quotes"], cwd=REPO,
+                                env=h.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert h.streams is not None
+            h.streams.wait_subscribed("SPY", channel="quotes", timeout=40)
+            h.streams.push_quote("SPY", datetime(2026, 12, 1, 15, 0, 1, tzinfo=UTC), 600.01, 600.03, 3, 5)
+            out, err = proc.communicate(timeout=40)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    events = json.loads(out.strip().splitlines()[-1])["events"]
+    assert events == [f"quote 600.010000 600.030000 3 5 {int(datetime(2026, 12, 1, 15, 0, 1, tzinfo=UTC).timestamp()) * 10**9}"]

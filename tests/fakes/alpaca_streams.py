@@ -162,6 +162,11 @@ class FakeAlpacaStreams:
         """Send a raw bar frame (``T``, ``S``, ``t`` datetime, ``o`` ...) to subscribed data connections."""
         self._on_event("bar", frame)
 
+    def push_quote(self, symbol: str, t: datetime, bid: float, ask: float, bid_size: float = 1, ask_size: float = 1) -> None:
+        """Send a quote (``T: q``, Alpaca's fields) to data connections subscribed to *symbol*'s quotes."""
+        self._on_event("quote", {"T": "q", "S": symbol, "t": t, "bx": "V", "bp": bid, "bs": bid_size,
+                                 "ax": "V", "ap": ask, "as": ask_size, "c": ["R"], "z": "C"})
+
     def push_news(self, article: dict[str, Any]) -> None:
         """Send an article to the news connections subscribed to one of its symbols (or ``*``).
 
@@ -408,10 +413,11 @@ class FakeAlpacaStreams:
                 if isinstance(wire.get("t"), datetime):
                     wire["t"] = msgpack.Timestamp.from_datetime(wire["t"])
                 frame = msgpack.packb([wire])
+                channel = "quotes" if kind == "quote" else "bars"
                 targets = [
                     c
                     for c, subs in self._data.items()
-                    if symbol in subs["bars"] or "*" in subs["bars"]
+                    if symbol in subs[channel] or "*" in subs[channel]
                 ]
             for conn in targets:
                 try:

@@ -18,7 +18,8 @@ What it does, in order, once the strategy has subscribed to the bars of the whol
    Minutes are deduplicated by start time, so no bar is lost and none is processed twice.
 
 Instruments come from :class:`~engine.adapters.alpaca.providers.AlpacaInstrumentProvider`
-and are put in the cache on connect. Quotes are not subscribed (the strategy trades on bars).
+and are put in the cache on connect. Quotes (``subscribe_quote_ticks``) come from the same
+stream as ``QuoteTick``; sigtrade's strategies trade on bars and do not ask for them.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from typing import Any
 import pandas as pd
 from nautilus_trader.cache.cache import Cache
 from nautilus_trader.common.component import LiveClock, MessageBus
-from nautilus_trader.data.messages import SubscribeBars, UnsubscribeBars
+from nautilus_trader.data.messages import SubscribeBars, SubscribeQuoteTicks, UnsubscribeBars
 from nautilus_trader.live.data_client import LiveMarketDataClient
+from nautilus_trader.model.data import QuoteTick
 from nautilus_trader.model.identifiers import ClientId
 
 from engine import catalog as cat
@@ -103,6 +105,8 @@ class AlpacaDataClient(LiveMarketDataClient):
         self._started = False
         self._since_ns = 0
         self.bars_published = 0
+        self.quotes_published = 0
+        self._quote_symbols: set[str] = set()
         self.backfilled_minutes = 0
 
     # ---- connection ------------------------------------------------------------------
@@ -136,6 +140,28 @@ class AlpacaDataClient(LiveMarketDataClient):
     async def _unsubscribe_bars(self, command: UnsubscribeBars) -> None:
         self._wanted.discard(command.bar_type.instrument_id.symbol.value)
 
+    async def _subscribe_quote_ticks(self, command: SubscribeQuoteTicks) -> None:
+        """Top-of-book quotes from the same stream (``QuoteTick``); the bar strategies do not need them."""
+        symbol = command.instrument_id.symbol.value
+        if symbol not in self._symbols:
+            raise BrokerError(f"quotes of {symbol} asked for, but the data client's universe is {self._symbols}")
+        self._quote_symbols.add(symbol)
+        if self._stream is not None:
+            # alpaca-py's subscribe_quotes would block this loop (it waits on a future of the same loop)
+            self._stream._handlers["quotes"][symbol] = self._on_quote
+            if self._stream._running:
+                await self._stream._send_subscribe_msg()
+
+    async def _on_quote(self, msg: dict[str, Any]) -> None:
+        inst = self._instruments[str(msg["S"])]
+        ts = int(_minute_start(msg["t"]).value)
+        self._handle_data(QuoteTick(
+            instrument_id=inst.id, bid_price=inst.make_price(float(msg["bp"])), ask_price=inst.make_price(float(msg["ap"])),
+            bid_size=inst.make_qty(float(msg.get("bs", 0))), ask_size=inst.make_qty(float(msg.get("as", 0))),
+            ts_event=ts, ts_init=self._clock.timestamp_ns(),
+        ))
+        self.quotes_published += 1
+
     # ---- feed ----------------------------------------------------------------------------
     async def _start_feed(self) -> None:
         cfg = self._cfg
@@ -154,6 +180,8 @@ class AlpacaDataClient(LiveMarketDataClient):
             self._agg.start_after(last)
         self._stream = make_stock_stream(cfg, self._on_connected)
         self._stream.subscribe_bars(self._on_minute, *self._all)
+        if self._quote_symbols:
+            self._stream.subscribe_quotes(self._on_quote, *sorted(self._quote_symbols))
         self.create_task(self._stream._run_forever(), log_msg="alpaca stock data stream")
         self.create_task(self._flush_timer(), log_msg="alpaca bar flush timer")
 
