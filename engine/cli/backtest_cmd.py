@@ -108,11 +108,13 @@ def _replay(config: Path, set_: list[str], path: Path, out: Path | None) -> None
         (out / "replay_decisions.json").write_text(json.dumps(replayed, indent=1))
     actions = sum(1 for r in replayed if r["action"] != "hold")
     if diffs:
-        stdout.print(f"replay of {path}: {len(diffs)} difference(s) between the paper session and the backtest:")
+        stdout.print(f"replay of {path}: {len(diffs)} difference(s) between the paper session and the backtest:",
+                     markup=False, soft_wrap=True)
         for line in diffs[:50]:
             stdout.print(f"  {line}", markup=False)
         raise typer.Exit(1)
-    stdout.print(f"replay of {path}: {len(replayed)} decision(s) ({actions} order(s)) identical to the paper session's")
+    stdout.print(f"replay of {path}: {len(replayed)} decision(s) ({actions} order(s)) identical to the paper session's",
+                 markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +31,20 @@ from tests.fakes.alpaca_trading import FakeAlpacaTrading
 
 KEY, SECRET = "PKFAKEPAPER0123456789", "fakePaperSecret-abcdefghijklmnop"
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE = REPO / "catalogs" / "sample"
+def _sample_catalog() -> Path:
+    """The default SYNTHETIC sample catalog (what `make demo` builds), made once per machine in the temp dir.
+
+    A clean checkout has no catalogs/sample; the demo models were trained on this universe.
+    """
+    from engine.sample import SampleSpec, is_current, write_sample
+
+    path = Path(tempfile.gettempdir()) / f"sigtrade-test-sample-{os.getuid()}"
+    if not is_current(path, SampleSpec()):
+        write_sample(path, SampleSpec(), force=True)
+    return path
+
+
+SAMPLE = _sample_catalog()
 
 
 def future_sessions(n: int) -> list[pd.Timestamp]:
