@@ -218,9 +218,11 @@ class LiveOverlaySeries:
     The live data client publishes, on :data:`BATCH_TOPIC` and before the bars themselves,
     ``(ts, {symbol: (open, high, low, close, volume)})`` for every close time (warm-up
     included; the benchmark's row too when it is not traded). :meth:`append_batch` adds
-    the rows and recomputes every overlay input with :func:`build_series` over all bars
-    received so far - the very function the backtest uses. Its inputs are causal, so the
-    value at each bar equals the backtest's over the same bars (replay checks it).
+    the rows; the overlay inputs are recomputed with :func:`build_series` - the very
+    function the backtest uses - over all bars received so far, lazily, the first time
+    they are read after new rows came (a warm-up burst costs one computation). The inputs
+    are causal, so the value at each bar equals the backtest's over the same bars (replay
+    checks it).
     """
 
     def __init__(self, cfg: BacktestConfig, symbols: list[str], bench: str | None, horizon: int) -> None:
@@ -228,12 +230,8 @@ class LiveOverlaySeries:
         self._symbols = list(symbols)
         self._bench = bench
         self._rows: dict[str, list[tuple[int, float, float, float, float, float]]] = {}
+        self._series: OverlaySeries | None = None
         self.horizon = horizon
-        self.timeline = np.empty(0, dtype=np.int64)
-        self.allow = np.empty(0, dtype=np.bool_)
-        self.day = np.empty(0, dtype=np.int64)
-        self.atr_pct: dict[str, np.ndarray] = {}
-        self.move: dict[str, np.ndarray] = {}
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """Every bar received so far, per symbol (benchmark included)."""
@@ -247,18 +245,39 @@ class LiveOverlaySeries:
         return out
 
     def append_batch(self, batch: tuple[int, dict[str, tuple[float, float, float, float, float]]]) -> None:
-        """Add one close time's bars and recompute the series."""
+        """Add one close time's bars (the series is recomputed when next read)."""
         ts, rows = batch
         for s, values in rows.items():
             self._rows.setdefault(s, []).append((int(ts), *map(float, values)))
-        frames = self.frames()
-        traded = {s: frames[s] for s in self._symbols if s in frames}
-        bench = frames.get(self._bench) if self._bench else None
-        if bench is None and self._bench in traded:
-            bench = traded[self._bench]
-        need_bench = self._cfg.regime.trend.sma > 0 or self._cfg.regime.volatility.window > 0
-        if need_bench and (bench is None or not len(bench)):
-            raise RuntimeError(f"the regime filter needs {self._bench} bars; none received yet")
-        series = build_series(self._cfg, traded, traded, bench, self.horizon)
-        self.timeline, self.allow, self.day = series.timeline, series.allow, series.day
-        self.atr_pct, self.move = series.atr_pct, series.move
+        self._series = None
+
+    def _current(self) -> OverlaySeries:
+        if self._series is None:
+            frames = self.frames()
+            traded = {s: frames[s] for s in self._symbols if s in frames}
+            bench = frames.get(self._bench) if self._bench else None
+            need_bench = self._cfg.regime.trend.sma > 0 or self._cfg.regime.volatility.window > 0
+            if need_bench and (bench is None or not len(bench)):
+                raise RuntimeError(f"the regime filter needs {self._bench} bars; none received yet")
+            self._series = build_series(self._cfg, traded, traded, bench, self.horizon)
+        return self._series
+
+    @property
+    def timeline(self) -> np.ndarray:
+        return self._current().timeline
+
+    @property
+    def allow(self) -> np.ndarray:
+        return self._current().allow
+
+    @property
+    def day(self) -> np.ndarray:
+        return self._current().day
+
+    @property
+    def atr_pct(self) -> dict[str, np.ndarray]:
+        return self._current().atr_pct
+
+    @property
+    def move(self) -> dict[str, np.ndarray]:
+        return self._current().move
