@@ -75,12 +75,11 @@ def check_live(live: bool) -> None:
 
 
 def check_supported(cfg: BacktestConfig) -> BacktestConfig:
-    """Refuse what paper trading cannot do yet; switch signal strategies to streaming mode."""
-    if cfg.portfolio.account == "margin" or cfg.strategy.short_threshold is not None:
+    """Refuse what Alpaca cannot do with this config; switch signal strategies to streaming mode."""
+    if cfg.strategy.short_threshold is not None and cfg.portfolio.fractional:
         raise ConfigError(
-            "sigtrade paper does not support short selling yet (portfolio.account = \"margin\" / "
-            "strategy.short_threshold): paper-trade the long-only strategy (remove short_threshold, "
-            "account = \"cash\")"
+            "strategy.short_threshold with portfolio.fractional = true: Alpaca does not sell fractional shares "
+            "short; set portfolio.fractional = false to paper-trade shorts"
         )
     if cfg.strategy.kind in ("signal", "ensemble") and cfg.strategy.mode != "streaming":
         log.info("strategy.mode = streaming for paper trading (features and probability per bar)")
@@ -108,8 +107,21 @@ def preflight(cfg: BacktestConfig, alpaca: AlpacaConfig, symbols: list[str]) -> 
             f"trading_blocked={acct.get('trading_blocked')}, account_blocked={acct.get('account_blocked')}): "
             "see the account page at https://app.alpaca.markets"
         )
+    if cfg.strategy.short_threshold is not None and not acct.get("shorting_enabled"):
+        raise BrokerError(
+            f"the config sells short (strategy.short_threshold), but Alpaca account {acct.get('account_number', '?')} "
+            "cannot (shorting_enabled = false: a margin account with shorting on is needed); remove "
+            "short_threshold or enable shorting in the account settings"
+        )
     provider = AlpacaInstrumentProvider(client, symbols, fractional=cfg.portfolio.fractional)
     provider.load_symbols(symbols)
+    if cfg.strategy.short_threshold is not None:
+        hard = [s for s in symbols if not (provider.assets[s].get("shortable") and provider.assets[s].get("easy_to_borrow", True))]
+        if hard:
+            raise BrokerError(
+                f"Alpaca cannot sell {', '.join(hard)} short (not shortable / not easy to borrow): remove them from "
+                "the universe or remove strategy.short_threshold"
+            )
     fractional = {s: provider.is_fractional(s) for s in symbols}
     if cfg.portfolio.fractional:
         whole = [s for s in symbols if not fractional[s]]
@@ -293,6 +305,7 @@ def run_paper(
                                       warmup_bars=cfg.paper.warmup_bars, flush_delay_s=cfg.paper.flush_delay_s,
                                       alpaca=alpaca)
     exec_cfg = AlpacaExecClientConfig(symbols=tuple(symbols), fractional=cfg.portfolio.fractional,
+                                      margin=cfg.portfolio.account == "margin",
                                       max_order_notional=cfg.paper.max_order_notional,
                                       max_position_notional=cfg.paper.max_position_notional,
                                       daily_loss_limit=cfg.paper.daily_loss_limit, alpaca=alpaca)

@@ -93,7 +93,7 @@ def finish_record(path: Path) -> None:
         return
     frame = read_bars(path) if not (path / "bars.parquet").exists() else None
     if frame is not None and "extra" in frame:
-        frame["extra"] = frame["extra"].fillna(False).astype(bool)
+        frame["extra"] = frame["extra"].eq(True)  # None (a traded symbol's bar) -> False
     if frame is None:
         return
     tmp = path / "bars.parquet.tmp"

@@ -308,11 +308,23 @@ def test_live_needs_the_confirming_variable(tmp_path: Path) -> None:
         assert h.fake.requests == [], "nothing may reach the broker before the confirmation"
 
 
-def test_short_selling_refused_before_start(tmp_path: Path) -> None:
-    settings = {"portfolio.account": "margin", "strategy.short_threshold": 0.2}
-    with PaperHarness(tmp_path, settings=settings) as h:
+def test_short_selling_on_a_margin_account(tmp_path: Path) -> None:
+    """Shorts: sold, covered by the time stop, books = broker; refused when the account cannot short."""
+    settings = {"portfolio.account": "margin", "strategy.entry_threshold": 0.99, "strategy.exit_threshold": 0.98,
+                "strategy.short_threshold": 0.45, "strategy.cover_threshold": 0.9}
+    with PaperHarness(tmp_path / "no", settings=settings) as h:
         code, log = _fail(h)
-        assert code == 2 and "short selling" in log and h.fake.requests == []
+        assert code == 5 and "cannot (shorting_enabled = false" in log and h.fake.orders == {}
+    with PaperHarness(tmp_path / "yes", settings=settings) as h:
+        h.fake.shorting_enabled = True
+        h.start()
+        decisions = run_hours(h, 0, range(10, 15))
+        assert h.stop() == 0
+        sides = [(o["side"], o["symbol"]) for o in h.fake.orders.values()]
+        assert ("sell", "SPY") in sides and ("buy", "SPY") in sides, sides
+        assert any(d["action"] == "sell" and d["position"] == 0 for d in decisions)
+        assert fake_positions(h) == {k: v for k, v in summary(h)["positions"].items() if v}
+        assert compare_decisions(read_jsonl(h.record / "decisions.jsonl"), replay(h.record)) == []
 
 
 def test_overlays_and_regime_filters_run_live_and_replay_identically(tmp_path: Path) -> None:

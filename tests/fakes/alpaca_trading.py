@@ -32,7 +32,8 @@ Matching model (deliberately simple, all of it deterministic)
       notional on a non-fractionable asset (422), a repeated ``client_order_id`` (422
       ``client_order_id must be unique``), a buy costing more than the buying power (403
       ``insufficient buying power``), a sell of more than the position holds (403
-      ``insufficient qty available for order``), and :meth:`refuse_next_order`.
+      ``insufficient qty available for order``) unless :attr:`shorting_enabled` and the
+      asset is ``shortable`` (a short sale of whole shares), and :meth:`refuse_next_order`.
     * :meth:`reject_next_order`: the next order is accepted over HTTP, then rejected
       (``rejected`` trade update, status ``rejected``), as when the venue refuses it.
     * :meth:`lose_next_submit_response`: the next order is created, but the HTTP answer is
@@ -139,6 +140,8 @@ class FakeAlpacaTrading(FakeAlpaca):
         super().__init__(key_id, secret, page_size=page_size)
         self.cash = float(cash)
         self.market_open = True
+        self.shorting_enabled = False
+        """A margin account that may sell short (whole shares of ``shortable`` assets)."""
         self.account_id = str(uuid.uuid4())
         self.created_at = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
         self.assets: dict[str, AssetSpec] = {}
@@ -425,7 +428,7 @@ class FakeAlpacaTrading(FakeAlpaca):
                     "created_at": _iso(self.created_at),
                     "trade_suspended_by_user": False,
                     "multiplier": "1",
-                    "shorting_enabled": False,
+                    "shorting_enabled": self.shorting_enabled,
                     "equity": _num(round(equity, 2)),
                     "last_equity": _num(round(equity, 2)),
                     "long_market_value": _num(round(long, 2)),
@@ -576,7 +579,8 @@ class FakeAlpacaTrading(FakeAlpaca):
             )
             available = held - pending
             want = qty_f if qty_f is not None else 0.0
-            if qty_f is not None and want > available + 1e-9:
+            short_sale = self.shorting_enabled and asset.shortable and float(want).is_integer()
+            if qty_f is not None and want > available + 1e-9 and not short_sale:
                 return _err(
                     403,
                     40310000,

@@ -137,7 +137,7 @@ class AlpacaExecutionClient(LiveExecutionClient):
     ) -> None:
         super().__init__(
             loop=loop, client_id=ClientId(str(cat.VENUE)), venue=cat.VENUE, oms_type=OmsType.NETTING,
-            account_type=AccountType.CASH, base_currency=USD, instrument_provider=provider,
+            account_type=AccountType.MARGIN if config.margin else AccountType.CASH, base_currency=USD, instrument_provider=provider,
             msgbus=msgbus, cache=cache, clock=clock, config=config,
         )
         self._cfg = config
