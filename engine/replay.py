@@ -147,6 +147,10 @@ def replay(path: Path, cfg: BacktestConfig | None = None) -> list[dict[str, Any]
     window = {s: f for s, f in window.items() if len(f)}
     if not window:
         raise DataError(f"{path}: the session recorded no bar after its start; nothing to replay")
+    if meta.get("restarts"):
+        log.warning("replay of %s: the session was restarted %d time(s); the replay runs it as one session, so "
+                    "counters a restart resets (bars held, cooldowns, the drawdown peak) may make later decisions "
+                    "differ", path, int(meta["restarts"]))
     articles = read_news(path)
     for note in news_notes(articles):
         log.warning("replay of %s: %s", path, note)

@@ -74,6 +74,7 @@ def test_a_stream_bars_trade_and_reconcile_with_the_broker(tmp_path: Path) -> No
         assert {o["client_order_id"] for o in orders} == {o["client_order_id"] for o in h.fake.orders.values()}
         filled = [o for o in h.fake.orders.values() if o["status"] == "filled"]
         assert len(filled) == len(h.fake.orders), "every market order fills on the next minute bar"
+        assert "| positions SPY" in h.log() and "| last p SPY 0." in h.log(), "no status line"
         s = summary(h)
         broker = fake_positions(h)
         assert {k: v for k, v in s["positions"].items() if v} == broker
@@ -273,6 +274,10 @@ def test_wrong_keys(tmp_path: Path) -> None:
     with PaperHarness(tmp_path) as h:
         code, log = _fail(h, h.env(APCA_API_SECRET_KEY="wrong-secret"))
         assert code == 5 and "refused the keys (HTTP 403)" in log and "wrong-secret" not in log
+    with PaperHarness(tmp_path / "401") as h:
+        code, log = _fail(h, h.env(APCA_API_KEY_ID="PKWRONGKEY"))
+        assert code == 5 and "refused the keys (HTTP 401)" in log and "PKWRONGKEY" not in log
+        assert not (h.out / "decisions.jsonl").exists()
 
 
 def test_unknown_and_non_tradable_symbols(tmp_path: Path) -> None:
