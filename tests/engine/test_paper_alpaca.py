@@ -406,3 +406,32 @@ def test_regime_benchmark_streamed_when_not_traded(tmp_path: Path, monkeypatch: 
         monkeypatch.setattr(runner, "overlay_series", capture)
         assert compare_decisions(read_jsonl(h.record / "decisions.jsonl"), replay(h.record)) == []
         assert list(seen["bench"].index.asi8) == sorted(spy["ts"].tolist()), "the replay did not use the recorded SPY bars"
+
+
+def test_g_restart_takes_over_open_orders(tmp_path: Path) -> None:
+    """(g) Killed with entry orders still open at the broker: the restarted session waits for them, books their fills, sends nothing twice."""
+    with PaperHarness(tmp_path) as h:
+        h.start()
+        h.hour(0, 10, minutes=(0, 30))
+        h.fake.market_open = False  # the orders decided at 11:00 stay open
+        h.hour(0, 11, minutes=(0,))
+        h.wait_decisions(len(h.symbols))
+        deadline = time.monotonic() + 20
+        while len(h.fake.orders) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [o["status"] for o in h.fake.orders.values()] == ["new", "new"]
+        h.kill()
+        h.start()
+        assert "an open order was reconciled from the broker" in h.log()
+        h.fake.market_open = True
+        h.hour(0, 11, minutes=(30,))  # the open orders fill now, while the new session runs
+        time.sleep(1.0)
+        h.hour(0, 12, minutes=(0,))
+        decisions = h.wait_decisions(2 * len(h.symbols))
+        time.sleep(0.5)
+        assert h.stop() == 0
+        assert len(h.fake.orders) == 2, "an order was sent again after the restart"
+        after = decisions[len(h.symbols):]
+        held = fake_positions(h)
+        assert all(d["action"] == "hold" and d["position"] == held[d["symbol"]] for d in after), after
+        assert {k: v for k, v in summary(h)["positions"].items() if v} == held
