@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.catalog import read_index
-from engine.sample import BENCHMARK, SampleSpec, is_current, write_sample
-
-_DEFAULT = SampleSpec()
+# engine.sample imports NautilusTrader and pandas: imported when the command runs, so that
+# `sigtrade --help` stays fast. These equal SampleSpec()'s defaults (a test checks it).
+DEFAULTS = {"seed": 7, "n_symbols": 24, "start": "2023-01-03", "end": "2025-12-31"}
+BENCHMARK = "SPY"
 DEFAULT_CATALOG = Path("catalogs/sample")
 console = Console()
 
@@ -23,14 +23,14 @@ def sample(
     ] = DEFAULT_CATALOG,
     seed: Annotated[
         int, typer.Option("--seed", help="Random seed; same seed, same bars.")
-    ] = _DEFAULT.seed,
+    ] = DEFAULTS["seed"],
     symbols: Annotated[
         int, typer.Option("--symbols", help=f"Number of symbols, {BENCHMARK} included.")
-    ] = _DEFAULT.n_symbols,
+    ] = DEFAULTS["n_symbols"],
     start: Annotated[
         str, typer.Option("--start", help="First session (YYYY-MM-DD).")
-    ] = _DEFAULT.start,
-    end: Annotated[str, typer.Option("--end", help="Last session (YYYY-MM-DD).")] = _DEFAULT.end,
+    ] = DEFAULTS["start"],
+    end: Annotated[str, typer.Option("--end", help="Last session (YYYY-MM-DD).")] = DEFAULTS["end"],
     force: Annotated[
         bool, typer.Option("--force", help="Regenerate even if already up to date.")
     ] = False,
@@ -39,6 +39,8 @@ def sample(
 
     Made-up symbols (SYN01, SYN02, ...) around an index-like SPY benchmark, labelled synthetic in the catalog: never market data. Running it again with the same options does nothing.
     """
+    from engine.sample import SampleSpec, is_current, write_sample
+
     spec = SampleSpec(seed=seed, n_symbols=symbols, start=start, end=end)
     if not force and is_current(catalog, spec):
         console.print(
@@ -54,7 +56,9 @@ def sample(
     _summary(catalog, spec)
 
 
-def _summary(catalog: Path, spec: SampleSpec) -> None:
+def _summary(catalog: Path, spec: Any) -> None:
+    from engine.catalog import read_index
+
     index = read_index(catalog)
     info = index.symbols[BENCHMARK]
     names = spec.symbols

@@ -298,3 +298,13 @@ def test_cli_rejects_bad_arguments_without_a_traceback(tmp_path: Path) -> None:
     assert "symbol count" in bad.stderr
     assert "Traceback" not in bad.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_defaults_are_the_spec_defaults() -> None:
+    """`sigtrade sample` keeps its defaults literal (for a fast --help); they must equal SampleSpec()'s."""
+    from engine.cli import sample_cmd
+    from engine.sample import BENCHMARK, SampleSpec
+
+    spec = SampleSpec()
+    assert sample_cmd.DEFAULTS == {k: getattr(spec, k) for k in sample_cmd.DEFAULTS}
+    assert sample_cmd.BENCHMARK == BENCHMARK
