@@ -46,17 +46,11 @@ from engine.adapters.alpaca.bars import (
 )
 from engine.adapters.alpaca.config import AlpacaDataClientConfig, credentials
 from engine.adapters.alpaca.providers import AlpacaInstrumentProvider
+from engine.adapters.alpaca.streams import hooked_stream, utc_ns
 from engine.errors import BrokerError
 from engine.overlays import BATCH_TOPIC
 
 ALPACA = "ALPACA"
-
-
-def _minute_start(value: Any) -> pd.Timestamp:
-    """A stream bar's ``t``: msgpack Timestamp (raw frames), datetime or ISO string -> UTC Timestamp."""
-    to_dt = getattr(value, "to_datetime", None)
-    ts = pd.Timestamp(to_dt() if to_dt is not None else value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def make_stock_stream(config: AlpacaDataClientConfig, on_connected: Any) -> Any:
@@ -65,15 +59,9 @@ def make_stock_stream(config: AlpacaDataClientConfig, on_connected: Any) -> Any:
     from alpaca.data.live.stock import StockDataStream
 
     key_id, secret = credentials()
-
-    class _Stream(StockDataStream):  # type: ignore[misc]
-        async def _send_subscribe_msg(self) -> None:
-            await super()._send_subscribe_msg()
-            self.connects = getattr(self, "connects", 0) + 1
-            await on_connected(self.connects)
-
+    stream_cls = hooked_stream(StockDataStream, "_send_subscribe_msg", on_connected)
     feed = DataFeed.SIP if config.alpaca.feed == "sip" else DataFeed.IEX
-    return _Stream(key_id, secret, raw_data=True, feed=feed, url_override=config.alpaca.resolved_data_stream_url())
+    return stream_cls(key_id, secret, raw_data=True, feed=feed, url_override=config.alpaca.resolved_data_stream_url())
 
 
 class AlpacaDataClient(LiveMarketDataClient):
@@ -154,7 +142,7 @@ class AlpacaDataClient(LiveMarketDataClient):
 
     async def _on_quote(self, msg: dict[str, Any]) -> None:
         inst = self._instruments[str(msg["S"])]
-        ts = int(_minute_start(msg["t"]).value)
+        ts = utc_ns(msg["t"])
         self._handle_data(QuoteTick(
             instrument_id=inst.id, bid_price=inst.make_price(float(msg["bp"])), ask_price=inst.make_price(float(msg["ap"])),
             bid_size=inst.make_qty(float(msg.get("bs", 0))), ask_size=inst.make_qty(float(msg.get("as", 0))),
@@ -207,7 +195,7 @@ class AlpacaDataClient(LiveMarketDataClient):
 
     async def _on_minute(self, msg: dict[str, Any]) -> None:
         symbol = str(msg["S"])
-        start = _minute_start(msg["t"])
+        start = pd.Timestamp(utc_ns(msg["t"]), tz="UTC")
         self._emit(self._agg.add(symbol, start, float(msg["o"]), float(msg["h"]), float(msg["l"]),
                                  float(msg["c"]), float(msg["v"])))
 

@@ -33,7 +33,6 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-import pandas as pd
 from nautilus_trader.cache.cache import Cache
 from nautilus_trader.common.component import LiveClock, MessageBus
 from nautilus_trader.core.uuid import UUID4
@@ -72,6 +71,7 @@ from nautilus_trader.model.objects import AccountBalance, Money
 from engine import catalog as cat
 from engine.adapters.alpaca.config import AlpacaExecClientConfig, credentials
 from engine.adapters.alpaca.providers import AlpacaInstrumentProvider
+from engine.adapters.alpaca.streams import hooked_stream, utc_ns
 
 ALPACA = "ALPACA"
 
@@ -96,10 +96,8 @@ _STATUS = {
 
 
 def _ns(value: Any) -> int:
-    if not value:
-        return 0
-    ts = pd.Timestamp(value)
-    return int((ts.tz_localize("UTC") if ts.tzinfo is None else ts).value)
+    """An order time from Alpaca as UTC ns; 0 when absent."""
+    return utc_ns(value) if value else 0
 
 
 def _dec(value: Any) -> float:
@@ -111,14 +109,8 @@ def make_trading_stream(config: AlpacaExecClientConfig, on_connected: Any) -> An
     from alpaca.trading.stream import TradingStream
 
     key_id, secret = credentials()
-
-    class _Stream(TradingStream):  # type: ignore[misc]
-        async def _start_ws(self) -> None:
-            await super()._start_ws()
-            self.connects = getattr(self, "connects", 0) + 1
-            await on_connected(self.connects)
-
-    return _Stream(key_id, secret, paper=config.alpaca.paper, raw_data=True,
+    stream_cls = hooked_stream(TradingStream, "_start_ws", on_connected)
+    return stream_cls(key_id, secret, paper=config.alpaca.paper, raw_data=True,
                    url_override=config.alpaca.resolved_trading_stream_url())
 
 

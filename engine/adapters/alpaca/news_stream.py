@@ -52,6 +52,7 @@ from typing import Any
 import pandas as pd
 
 from engine.adapters.alpaca.config import AlpacaConfig, credentials
+from engine.adapters.alpaca.streams import hooked_stream, utc_ns
 from engine.errors import ConfigError, MissingExtraError, SigtradeError
 
 log = logging.getLogger(__name__)
@@ -111,22 +112,8 @@ def make_news_stream(config: AlpacaConfig, on_connected: Callable[[int], Awaitab
     from alpaca.data.live.news import NewsDataStream
 
     key_id, secret = credentials()
-
-    class _Stream(NewsDataStream):  # type: ignore[misc]
-        async def _send_subscribe_msg(self) -> None:
-            await super()._send_subscribe_msg()
-            self.connects = getattr(self, "connects", 0) + 1
-            await on_connected(self.connects)
-
-    return _Stream(key_id, secret, raw_data=True, url_override=config.resolved_news_stream_url())
-
-
-def _utc_ns(value: Any) -> int:
-    """A ``created_at``: msgpack Timestamp (raw frames), datetime, Timestamp or ISO text -> UTC ns."""
-    to_dt = getattr(value, "to_datetime", None)
-    ts = pd.Timestamp(to_dt() if to_dt is not None else value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value)
+    stream_cls = hooked_stream(NewsDataStream, "_send_subscribe_msg", on_connected)
+    return stream_cls(key_id, secret, raw_data=True, url_override=config.resolved_news_stream_url())
 
 
 def _iso(ns: int) -> str:
@@ -187,7 +174,7 @@ class LiveNews:
     def restore(self, records: list[dict[str, Any]]) -> int:
         """Re-add the articles an earlier session of the same record added; return how many."""
         for rec in records:
-            created = _utc_ns(rec["created_at"])
+            created = utc_ns(rec["created_at"])
             self.strategy.add_article(str(rec["id"]), list(rec["symbols"]), created, float(rec["score"]))
             self._ids.add(str(rec["id"]))
             self.last_created_ns = max(self.last_created_ns, created)
@@ -281,7 +268,7 @@ class LiveNews:
         if not symbols or not text:
             log.info("news article %s skipped: no symbols or no text", article_id)
             return
-        created = _utc_ns(msg["created_at"])
+        created = utc_ns(msg["created_at"])
         (score,) = await asyncio.to_thread(self._score, [text])
         if not (math.isfinite(score) and -1.0 <= score <= 1.0):
             raise ValueError(f"score {score!r} is not in [-1, 1]")
