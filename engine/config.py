@@ -212,6 +212,8 @@ class PaperConfig(_Section):
 
     warmup_bars: Annotated[int, msgspec.Meta(ge=0)] = 500
     """Complete bars per symbol fetched by REST at start to warm features up (streaming features replay them)."""
+    feed: Literal["iex", "sip"] = "iex"
+    """Alpaca market-data feed: iex (free plan) or sip (all US exchanges; needs a plan that includes it)."""
     max_order_notional: NonNeg = 0.0
     """Refuse an entry order worth more than this many USD at the last close; 0 = off."""
     max_position_notional: NonNeg = 0.0

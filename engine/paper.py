@@ -65,6 +65,19 @@ class Preflight:
     fractional: dict[str, bool]
 
 
+class _NoTraceback(logging.Filter):
+    """alpaca-py logs stream errors with ``log.exception``: keep its message, drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.name.startswith("alpaca"):
+            exc = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(exc).__name__})" if exc is not None else record.msg
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def check_live(live: bool) -> None:
     """Refuse the live endpoint unless the confirming environment variable says so."""
     if live and os.environ.get(LIVE_CONFIRM_ENV, "") != LIVE_CONFIRM_TEXT:
@@ -241,8 +254,11 @@ def run_paper(
 
     check_live(live)
     cfg = check_supported(cfg)
+    for handler in logging.getLogger().handlers:  # propagated records meet only the handlers' filters
+        if not any(isinstance(f, _NoTraceback) for f in handler.filters):
+            handler.addFilter(_NoTraceback())
     symbols = list(dict.fromkeys(check_symbol(s, "data.symbols") for s in _universe(cfg)))
-    alpaca = AlpacaConfig(paper=not live)
+    alpaca = AlpacaConfig(paper=not live, feed=cfg.paper.feed)
     pre = preflight(cfg, alpaca, symbols)
     say = status or (lambda line: log.info(line))
     say(f"Alpaca {'LIVE' if live else 'paper'} account {pre.account_number}: equity ${pre.equity:,.2f}, "
@@ -326,6 +342,10 @@ def run_paper(
     node.add_exec_client_factory(ALPACA, AlpacaLiveExecClientFactory)
     node.build()
     loop = node.get_event_loop()
+    from engine.adapters.alpaca.data import FATAL_TOPIC
+
+    fatal: list[str] = []
+    node.kernel.msgbus.subscribe(topic=FATAL_TOPIC, handler=fatal.append)
 
     async def watch() -> None:
         next_status = time.monotonic() + cfg.paper.status_every_s
@@ -334,6 +354,10 @@ def run_paper(
             if time.monotonic() >= next_status:
                 next_status = time.monotonic() + cfg.paper.status_every_s
                 say(status_line(strategy))
+            if fatal:
+                say(f"stopping: {fatal[0]}")
+                node.stop()
+                return
             if stop_after_bars is not None and counts["live_times"] >= stop_after_bars:
                 say(f"stopping after {counts['live_times']} live bar time(s) (--stop-after-bars)")
                 await asyncio.sleep(0.5)  # let the last orders go out
@@ -355,8 +379,10 @@ def run_paper(
         finally:
             files.close()
     summary = {**counts, "status": final, "positions": dict(strategy.position), "cash": strategy.cash,
-               "equity": strategy.equity()}
+               "equity": strategy.equity(), "error": fatal[0] if fatal else None}
     _write_json(out / "summary.json", summary)
+    if fatal:
+        raise BrokerError(f"the paper session stopped: {fatal[0]}")
     say(f"session over: {counts['decisions']} decision(s), {counts['orders']} order(s); {final}")
     return summary
 

@@ -435,3 +435,15 @@ def test_g_restart_takes_over_open_orders(tmp_path: Path) -> None:
         held = fake_positions(h)
         assert all(d["action"] == "hold" and d["position"] == held[d["symbol"]] for d in after), after
         assert {k: v for k, v in summary(h)["positions"].items() if v} == held
+
+
+def test_a_feed_the_plan_lacks_stops_the_session_with_a_message(tmp_path: Path) -> None:
+    """paper.feed = "sip" on a plan without it: Alpaca answers 'insufficient subscription'; the session says so and exits 5."""
+    with PaperHarness(tmp_path, settings={"paper.feed": "sip"}) as h:
+        assert h.streams is not None
+        h.streams.refused_feeds.add("sip")
+        env = h.env(SIGTRADE_ALPACA_DATA_STREAM_URL=h.streams.data_url("sip"))
+        code, log = _fail(h, env)
+        assert code == 5, log[-2000:]
+        assert "insufficient subscription" in log and 'paper.feed = "iex"' in log and "Traceback" not in log
+        assert summary(h)["error"]

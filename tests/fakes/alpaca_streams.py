@@ -87,6 +87,8 @@ class FakeAlpacaStreams:
     ) -> None:
         self.fake = fake
         self.key_id = fake.key_id if fake is not None else key_id
+        self.refused_feeds: set[str] = set()
+        """Feeds (``sip``, ``iex``) whose data connections are refused with 409 ``insufficient subscription``."""
         self.secret = fake.secret if fake is not None else secret
         self.connects: dict[str, int] = {"trading": 0, "data": 0, "news": 0}
         """Connections opened so far, by dialect (reconnects show here)."""
@@ -350,6 +352,10 @@ class FakeAlpacaStreams:
             self.received.append((path, msg))
             action = msg.get("action")
             if action == "auth":
+                if path.rsplit("/", 1)[-1] in self.refused_feeds:  # as Alpaca answers a plan without that feed
+                    await conn.send(msgpack.packb([{"T": "error", "code": 409, "msg": "insufficient subscription"}]))
+                    await conn.close(1008, "insufficient subscription")
+                    return
                 if msg.get("key") == self.key_id and msg.get("secret") == self.secret:
                     authenticated = True
                     if path == NEWS_PATH:

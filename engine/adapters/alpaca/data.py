@@ -51,6 +51,8 @@ from engine.errors import BrokerError
 from engine.overlays import BATCH_TOPIC
 
 ALPACA = "ALPACA"
+FATAL_TOPIC = "sigtrade.fatal"
+"""Message-bus topic of failures that end a live session (a message for the user)."""
 
 
 def make_stock_stream(config: AlpacaDataClientConfig, on_connected: Any) -> Any:
@@ -152,6 +154,12 @@ class AlpacaDataClient(LiveMarketDataClient):
 
     # ---- feed ----------------------------------------------------------------------------
     async def _start_feed(self) -> None:
+        try:
+            await self._warm_up_and_stream()
+        except Exception as exc:  # noqa: BLE001 - a failed warm-up must stop the session, not leave it idle
+            self._fatal(f"Alpaca market data could not start: {exc}")
+
+    async def _warm_up_and_stream(self) -> None:
         cfg = self._cfg
         if cfg.warmup_bars > 0:
             end = pd.Timestamp(self._clock.timestamp_ns(), tz="UTC")
@@ -170,8 +178,23 @@ class AlpacaDataClient(LiveMarketDataClient):
         self._stream.subscribe_bars(self._on_minute, *self._all)
         if self._quote_symbols:
             self._stream.subscribe_quotes(self._on_quote, *sorted(self._quote_symbols))
-        self.create_task(self._stream._run_forever(), log_msg="alpaca stock data stream")
+        self.create_task(self._run_stream(), log_msg="alpaca stock data stream")
         self.create_task(self._flush_timer(), log_msg="alpaca bar flush timer")
+
+    async def _run_stream(self) -> None:
+        """alpaca-py's stream loop; it returns only when stopped - or for good on "insufficient subscription"."""
+        await self._stream._run_forever()
+        if self._stream._should_run:
+            self._fatal(
+                f"Alpaca closed the {self._cfg.alpaca.feed} market-data stream for good (it answers this way when "
+                f"the account's data plan does not include the {self._cfg.alpaca.feed!r} feed: 'insufficient "
+                "subscription'); set paper.feed = \"iex\" (the free feed) or subscribe to the plan"
+            )
+
+    def _fatal(self, message: str) -> None:
+        """A failure the session cannot trade through: tell the runner (engine.paper stops the node and exits)."""
+        self._log.error(message)
+        self._msgbus.publish(FATAL_TOPIC, message)
 
     async def _on_connected(self, n: int) -> None:
         """After each connection's subscription: back-fill by REST the minutes missed meanwhile."""
