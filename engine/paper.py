@@ -230,16 +230,12 @@ def run_paper(
 ) -> dict[str, Any]:
     """Run a paper (or confirmed live) session until Ctrl-C / SIGTERM or *stop_after_bars* live bar times.
 
-    Returns a summary (decisions, orders, bars, final status line). Raises BrokerError /
-    ConfigError from the checks before anything starts.
+    Returns a summary (decisions, orders, bars, final status line, positions, cash) and writes
+    it to ``out/summary.json``. Raises BrokerError / ConfigError from the checks before
+    anything starts, and BrokerError when a failure ends the session (a feed the data plan
+    lacks, a warm-up that failed).
     """
-    from nautilus_trader.config import (
-        ImportableStrategyConfig,
-        LiveExecEngineConfig,
-        LiveRiskEngineConfig,
-        LoggingConfig,
-        TradingNodeConfig,
-    )
+    from nautilus_trader.config import ImportableStrategyConfig
     from nautilus_trader.live.node import TradingNode
     from nautilus_trader.trading.config import StrategyFactory
 
@@ -317,26 +313,9 @@ def run_paper(
     strategy.decision_sink = on_decision  # type: ignore[attr-defined]
     strategy.order_sink = on_order  # type: ignore[attr-defined]
 
-    data_cfg = AlpacaDataClientConfig(symbols=tuple(symbols), extra_symbols=(extra,) if extra else (), bar=cfg.data.bar, fractional=cfg.portfolio.fractional,
-                                      warmup_bars=cfg.paper.warmup_bars, flush_delay_s=cfg.paper.flush_delay_s,
-                                      alpaca=alpaca)
-    exec_cfg = AlpacaExecClientConfig(symbols=tuple(symbols), fractional=cfg.portfolio.fractional,
-                                      margin=cfg.portfolio.account == "margin",
-                                      max_order_notional=cfg.paper.max_order_notional,
-                                      max_position_notional=cfg.paper.max_position_notional,
-                                      daily_loss_limit=cfg.paper.daily_loss_limit, alpaca=alpaca)
-    node = TradingNode(TradingNodeConfig(
-        trader_id="SIGTRADE-001",
-        logging=LoggingConfig(log_level=log_level, log_colors=False),
-        risk_engine=LiveRiskEngineConfig(bypass=True),  # sigtrade sizes orders itself; limits are the client's
-        exec_engine=LiveExecEngineConfig(reconciliation=True, reconciliation_lookback_mins=7 * 24 * 60),
-        data_clients={ALPACA: data_cfg},
-        exec_clients={ALPACA: exec_cfg},
-        timeout_connection=30.0, timeout_reconciliation=15.0, timeout_portfolio=10.0,
-        timeout_disconnection=5.0, timeout_post_stop=2.0,
-    ))
+    node = TradingNode(_node_config(cfg, symbols, extra, alpaca, log_level))
     node.trader.add_strategy(strategy)
-    # live news -> sentiment feature (models trained with [sentiment]); hook owned by engine.adapters.alpaca.news_stream
+    # live news -> the sentiment column, for models trained with [sentiment] (None otherwise)
     news_hook = _live_news_hook(cfg, strategy, alpaca, files, say)
     node.add_data_client_factory(ALPACA, AlpacaLiveDataClientFactory)
     node.add_exec_client_factory(ALPACA, AlpacaLiveExecClientFactory)
@@ -385,6 +364,39 @@ def run_paper(
         raise BrokerError(f"the paper session stopped: {fatal[0]}")
     say(f"session over: {counts['decisions']} decision(s), {counts['orders']} order(s); {final}")
     return summary
+
+
+def _node_config(cfg: BacktestConfig, symbols: list[str], extra: str | None, alpaca: AlpacaConfig,
+                 log_level: str) -> Any:
+    """The TradingNode of a session: the Alpaca data and execution clients, reconciliation on."""
+    from nautilus_trader.config import (
+        LiveExecEngineConfig,
+        LiveRiskEngineConfig,
+        LoggingConfig,
+        TradingNodeConfig,
+    )
+
+    paper = cfg.paper
+    data_cfg = AlpacaDataClientConfig(
+        symbols=tuple(symbols), extra_symbols=(extra,) if extra else (), bar=cfg.data.bar,
+        fractional=cfg.portfolio.fractional, warmup_bars=paper.warmup_bars, flush_delay_s=paper.flush_delay_s,
+        alpaca=alpaca,
+    )
+    exec_cfg = AlpacaExecClientConfig(
+        symbols=tuple(symbols), fractional=cfg.portfolio.fractional, margin=cfg.portfolio.account == "margin",
+        max_order_notional=paper.max_order_notional, max_position_notional=paper.max_position_notional,
+        daily_loss_limit=paper.daily_loss_limit, alpaca=alpaca,
+    )
+    return TradingNodeConfig(
+        trader_id="SIGTRADE-001",
+        logging=LoggingConfig(log_level=log_level, log_colors=False),
+        risk_engine=LiveRiskEngineConfig(bypass=True),  # sigtrade sizes orders itself; limits are the client's
+        exec_engine=LiveExecEngineConfig(reconciliation=True, reconciliation_lookback_mins=7 * 24 * 60),
+        data_clients={ALPACA: data_cfg},
+        exec_clients={ALPACA: exec_cfg},
+        timeout_connection=30.0, timeout_reconciliation=15.0, timeout_portfolio=10.0,
+        timeout_disconnection=5.0, timeout_post_stop=2.0,
+    )
 
 
 def _live_news_hook(cfg: BacktestConfig, strategy: Any, alpaca: AlpacaConfig, files: SessionFiles,
