@@ -62,7 +62,6 @@ class Preflight:
     buying_power: float
     market_open: bool
     next_open: str
-    fractional: dict[str, bool]
 
 
 class _NoTraceback(logging.Filter):
@@ -150,7 +149,6 @@ def preflight(cfg: BacktestConfig, alpaca: AlpacaConfig, symbols: list[str]) -> 
         buying_power=float(acct.get("buying_power") or 0.0),
         market_open=bool(clock.get("is_open")),
         next_open=str(clock.get("next_open", "")),
-        fractional=fractional,
     )
 
 

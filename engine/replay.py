@@ -7,8 +7,8 @@ A record directory (``sigtrade paper --record DIR``) holds
     bar time traded on) and whether it was live;
 ``bars.jsonl`` / ``bars.parquet``
     every bar the strategy received, warm-up included, with its close time and a
-    ``live`` flag (``bars.parquet`` is written when the session ends cleanly; a killed
-    session leaves the JSON lines, which replay reads too);
+    ``live`` flag (``bars.jsonl`` is appended by every session, restarts included, and is
+    what replay reads; ``bars.parquet`` is its copy, rewritten whenever a session ends cleanly);
 ``orders.jsonl``, ``decisions.jsonl``
     every order sent and every decision made (time, symbol, action, position before,
     close and probability).
@@ -68,11 +68,13 @@ def start_record(path: Path, cfg: BacktestConfig, meta: dict[str, Any]) -> None:
 
 
 def read_bars(path: Path) -> pd.DataFrame:
-    """The recorded bars (symbol, ts, OHLCV, live), deduplicated by (symbol, ts) keeping the first."""
+    """The recorded bars (symbol, ts, OHLCV, live, extra), deduplicated by (symbol, ts) keeping the first.
+
+    ``bars.jsonl`` is the record every session (restarts included) appends to, so it is read
+    when present; ``bars.parquet`` - its copy written at a clean exit - otherwise.
+    """
     parquet, lines = path / "bars.parquet", path / "bars.jsonl"
-    if parquet.exists():
-        frame = pd.read_parquet(parquet)
-    elif lines.exists():
+    if lines.exists():
         rows = []
         for line in lines.read_text().splitlines():
             try:
@@ -80,6 +82,9 @@ def read_bars(path: Path) -> pd.DataFrame:
             except ValueError:
                 continue  # a line cut short by a crash
         frame = pd.DataFrame(rows, columns=["symbol", "ts", *COLUMNS, "live", "extra"])
+        frame["extra"] = frame["extra"].eq(True)  # absent (a traded symbol's bar) -> False
+    elif parquet.exists():
+        frame = pd.read_parquet(parquet)
     else:
         raise DataError(f"{path} holds no recorded bars (bars.parquet or bars.jsonl): record a session with "
                         "`sigtrade paper CONFIG --record DIR`")
@@ -87,17 +92,11 @@ def read_bars(path: Path) -> pd.DataFrame:
 
 
 def finish_record(path: Path) -> None:
-    """Write ``bars.parquet`` from the JSON lines (temporary file, then rename)."""
-    lines = path / "bars.jsonl"
-    if not lines.exists():
-        return
-    frame = read_bars(path) if not (path / "bars.parquet").exists() else None
-    if frame is not None and "extra" in frame:
-        frame["extra"] = frame["extra"].eq(True)  # None (a traded symbol's bar) -> False
-    if frame is None:
+    """Write ``bars.parquet`` from all the JSON lines so far (temporary file, then rename)."""
+    if not (path / "bars.jsonl").exists():
         return
     tmp = path / "bars.parquet.tmp"
-    frame.to_parquet(tmp, index=False)
+    read_bars(path).to_parquet(tmp, index=False)
     os.replace(tmp, path / "bars.parquet")
 
 

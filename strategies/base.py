@@ -190,6 +190,9 @@ class SigtradeStrategy(Strategy):
             return
         if s in self.done:
             return
+        if self.decision_sink is None:  # backtests: no decision records, no extra per-bar work
+            self._decide_bar(s, bar, ts)
+            return
         pos_before = self.position[s]
         self._action = ""
         self._decide_bar(s, bar, ts)
@@ -217,8 +220,6 @@ class SigtradeStrategy(Strategy):
         self.decide(s, bar)
 
     def _record(self, s: str, ts: int, pos_before: float) -> None:
-        if self.decision_sink is None:
-            return
         rec = {
             "ts": int(ts),
             "symbol": s,

@@ -84,3 +84,25 @@ def test_every_minute_of_a_session_lands_in_one_bar(bar: str) -> None:
     kept = sum(b.volume for b in out)
     expected = {"1-HOUR": 360, "15-MINUTE": 390, "1-DAY": 390}[bar]  # hourly: 09:30-09:59 is Alpaca's dropped 09:00 bar
     assert kept == expected
+
+
+def test_a_record_continued_by_a_restart_is_read_whole(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each session appends bars.jsonl and rewrites bars.parquet at a clean exit; replay reads every session's bars."""
+    import json
+
+    from engine.replay import finish_record, read_bars
+
+    def append(ts: int, close: float) -> None:
+        with (tmp_path / "bars.jsonl").open("a") as fh:
+            fh.write(json.dumps({"symbol": "SPY", "ts": ts, "open": 1, "high": 2, "low": 0.5, "close": close,
+                                 "volume": 10, "live": True}) + "\n")
+
+    append(1, 1.0)
+    finish_record(tmp_path)  # first session ends cleanly
+    append(1, 9.0)  # the restarted session's warm-up repeats a bar: the first recorded one is kept
+    append(2, 2.0)
+    with (tmp_path / "bars.jsonl").open("a") as fh:
+        fh.write('{"symbol": "SPY", "ts": 3, "op')  # a line cut short by a kill
+    assert read_bars(tmp_path)[["ts", "close"]].values.tolist() == [[1, 1.0], [2, 2.0]]
+    finish_record(tmp_path)
+    assert pd.read_parquet(tmp_path / "bars.parquet")[["ts", "close"]].values.tolist() == [[1, 1.0], [2, 2.0]]

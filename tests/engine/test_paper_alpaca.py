@@ -234,6 +234,23 @@ def test_ctrl_c_cancels_open_orders_and_flattens(tmp_path: Path) -> None:
         assert "flattening" in h.log()
 
 
+def test_ctrl_c_cancels_orders_still_open(tmp_path: Path) -> None:
+    """Ctrl-C with entry orders waiting at the broker (market closed): they are cancelled there."""
+    with PaperHarness(tmp_path) as h:
+        h.start()
+        h.hour(0, 10, minutes=(0, 30))
+        h.fake.market_open = False
+        h.hour(0, 11, minutes=(0,))
+        h.wait_decisions(len(h.symbols))
+        deadline = time.monotonic() + 20
+        while len(h.fake.orders) < len(h.symbols) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [o["status"] for o in h.fake.orders.values()] == ["new"] * len(h.symbols)
+        assert h.stop() == 0
+        assert [o["status"] for o in h.fake.orders.values()] == ["canceled"] * len(h.symbols)
+        assert h.fake.positions == {}
+
+
 def test_pre_trade_limit_denies_entries(tmp_path: Path) -> None:
     with PaperHarness(tmp_path, settings={"paper.max_order_notional": 1000.0}) as h:
         h.start()
@@ -431,6 +448,12 @@ def test_g_restart_takes_over_open_orders(tmp_path: Path) -> None:
         time.sleep(0.5)
         assert h.stop() == 0
         assert len(h.fake.orders) == 2, "an order was sent again after the restart"
+        # the record holds both sessions' bars (the restarted one appended; the Parquet copy too)
+        from engine.replay import read_bars
+
+        noon = pd.Timestamp(f"{h.days[0].date()} 12:00", tz="America/New_York").value
+        for frame in (read_bars(h.record), pd.read_parquet(h.record / "bars.parquet")):
+            assert set(frame.loc[frame["ts"] == noon, "symbol"]) == set(h.symbols)
         after = decisions[len(h.symbols):]
         held = fake_positions(h)
         assert all(d["action"] == "hold" and d["position"] == held[d["symbol"]] for d in after), after

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from engine import sessions
+from engine.adapters.alpaca.streams import utc_ns
 from engine.config import bar_minutes
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ def rest_minutes(client: Any, symbols: Sequence[str], start: pd.Timestamp, feed:
     rows: list[tuple[str, pd.Timestamp, float, float, float, float, float]] = []
     for s in symbols:
         for b in (data.get(s, []) if isinstance(data, dict) else []):
-            rows.append((s, pd.Timestamp(b["t"]).tz_convert("UTC") if pd.Timestamp(b["t"]).tzinfo else pd.Timestamp(b["t"], tz="UTC"),
+            rows.append((s, pd.Timestamp(utc_ns(b["t"]), tz="UTC"),
                          float(b["o"]), float(b["h"]), float(b["l"]), float(b["c"]), float(b["v"])))
     order = {s: i for i, s in enumerate(symbols)}
     rows.sort(key=lambda r: (r[1].value, order[r[0]]))

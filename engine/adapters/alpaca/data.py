@@ -94,10 +94,7 @@ class AlpacaDataClient(LiveMarketDataClient):
         self._stream: Any = None
         self._started = False
         self._since_ns = 0
-        self.bars_published = 0
-        self.quotes_published = 0
         self._quote_symbols: set[str] = set()
-        self.backfilled_minutes = 0
 
     # ---- connection ------------------------------------------------------------------
     async def _connect(self) -> None:
@@ -150,7 +147,6 @@ class AlpacaDataClient(LiveMarketDataClient):
             bid_size=inst.make_qty(float(msg.get("bs", 0))), ask_size=inst.make_qty(float(msg.get("as", 0))),
             ts_event=ts, ts_init=self._clock.timestamp_ns(),
         ))
-        self.quotes_published += 1
 
     # ---- feed ----------------------------------------------------------------------------
     async def _start_feed(self) -> None:
@@ -198,10 +194,9 @@ class AlpacaDataClient(LiveMarketDataClient):
 
     async def _on_connected(self, n: int) -> None:
         """After each connection's subscription: back-fill by REST the minutes missed meanwhile."""
-        floor = self._agg.emitted_close
-        starts = [self._agg.last_minute.get(s, floor) + 60_000_000_000 if s in self._agg.last_minute else floor
-                  for s in self._all]
-        begin = min(starts)
+        # from the minute after each symbol's last one (or the end of the warm-up), earliest of all
+        seen = self._agg.last_minute
+        begin = min(seen[s] + 60_000_000_000 if s in seen else self._agg.emitted_close for s in self._all)
         if begin < 0:
             return
         rows = await asyncio.to_thread(
@@ -212,7 +207,6 @@ class AlpacaDataClient(LiveMarketDataClient):
         for symbol, start, o, h, lo, c, v in rows:
             self._emit(self._agg.add(symbol, start, o, h, lo, c, v))
         fresh = len(rows) - (self._agg.duplicates - before)
-        self.backfilled_minutes += fresh
         if n > 1 or fresh:
             self._log.info(f"stream connection {n}: back-filled {fresh} minute bar(s) by REST")
 
@@ -260,4 +254,3 @@ class AlpacaDataClient(LiveMarketDataClient):
             self._msgbus.publish(BATCH_TOPIC, (ts, rows[ts]))
             for bar in bars.get(ts, []):
                 self._handle_data(bar)
-                self.bars_published += 1

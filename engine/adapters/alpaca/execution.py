@@ -70,6 +70,7 @@ from nautilus_trader.model.objects import AccountBalance, Money
 
 from engine import catalog as cat
 from engine.adapters.alpaca.config import AlpacaExecClientConfig, credentials
+from engine.adapters.alpaca.http import api_message
 from engine.adapters.alpaca.providers import AlpacaInstrumentProvider
 from engine.adapters.alpaca.streams import hooked_stream, utc_ns
 
@@ -137,9 +138,6 @@ class AlpacaExecutionClient(LiveExecutionClient):
         self._stream: Any = None
         self._seen_trades: set[str] = set()
         self._venue_ids: dict[str, ClientOrderId] = {}
-        self.denied: list[str] = []
-        self.rejected: list[str] = []
-        self.submit_attempts = 0
         # NautilusTrader wants the account's issuer to be the client id; the venue is XNYS
         self._set_account_id(AccountId(f"{cat.VENUE}-ALPACA-{'PAPER' if config.alpaca.paper else 'LIVE'}"))
 
@@ -245,7 +243,6 @@ class AlpacaExecutionClient(LiveExecutionClient):
         ts = self._clock.timestamp_ns()
         reason = await self._limit_breach(order)
         if reason:
-            self.denied.append(reason)
             self._log.warning(f"{order.client_order_id}: denied: {reason}")
             self.generate_order_denied(command.strategy_id, order.instrument_id, order.client_order_id, reason, ts)
             return
@@ -259,13 +256,12 @@ class AlpacaExecutionClient(LiveExecutionClient):
         answer: dict[str, Any] | None = None
         failure = ""
         for attempt in range(self._cfg.submit_retries + 1):
-            self.submit_attempts += 1
             try:
                 answer = await self._call(self._client.submit_order, request)
                 break
             except APIError as exc:
                 status = exc.status_code
-                message = _api_message(exc)
+                message = api_message(exc)
                 if status == 422 and "client_order_id must be unique" in message:
                     answer = await self._call(self._client.get_order_by_client_id, coid)
                     self._log.info(f"{coid}: already at Alpaca (an earlier try got through); not sent again")
@@ -299,7 +295,6 @@ class AlpacaExecutionClient(LiveExecutionClient):
             return None
 
     def _reject(self, strategy_id: Any, order: Any, reason: str) -> None:
-        self.rejected.append(reason)
         self._log.warning(f"{order.client_order_id}: rejected: {reason}")
         self.generate_order_rejected(strategy_id, order.instrument_id, order.client_order_id, reason,
                                      self._clock.timestamp_ns())
@@ -335,7 +330,7 @@ class AlpacaExecutionClient(LiveExecutionClient):
         except APIError as exc:
             self.generate_order_cancel_rejected(
                 order.strategy_id, order.instrument_id, order.client_order_id,
-                order.venue_order_id, f"Alpaca refused the cancel (HTTP {exc.status_code}): {_api_message(exc)}",
+                order.venue_order_id, f"Alpaca refused the cancel (HTTP {exc.status_code}): {api_message(exc)}",
                 self._clock.timestamp_ns(),
             )
 
@@ -365,7 +360,7 @@ class AlpacaExecutionClient(LiveExecutionClient):
         except APIError as exc:
             self.generate_order_modify_rejected(
                 order.strategy_id, order.instrument_id, order.client_order_id, order.venue_order_id,
-                f"Alpaca refused the replace (HTTP {exc.status_code}): {_api_message(exc)}", self._clock.timestamp_ns(),
+                f"Alpaca refused the replace (HTTP {exc.status_code}): {api_message(exc)}", self._clock.timestamp_ns(),
             )
             return
         inst = self._instrument(order.instrument_id.symbol.value)
@@ -408,7 +403,6 @@ class AlpacaExecutionClient(LiveExecutionClient):
             self.generate_order_expired(order.strategy_id, order.instrument_id, order.client_order_id, vid, ts)
         elif event == "rejected" and not order.is_closed:
             reason = str(data.get("reason") or payload.get("reject_reason") or "rejected by Alpaca")
-            self.rejected.append(reason)
             self.generate_order_rejected(order.strategy_id, order.instrument_id, order.client_order_id,
                                          f"Alpaca rejected the order: {reason}", ts)
 
@@ -534,10 +528,3 @@ class AlpacaExecutionClient(LiveExecutionClient):
             ))
         self._log.info(f"reconciliation: {len(reports)} position(s) at Alpaca")
         return reports
-
-
-def _api_message(exc: Any) -> str:
-    try:
-        return str(exc.message)
-    except Exception:  # noqa: BLE001 - body not Alpaca's JSON
-        return str(exc)[:200]

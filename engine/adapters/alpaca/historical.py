@@ -37,7 +37,7 @@ from engine import sessions
 from engine.adapters.alpaca.config import AlpacaConfig
 from engine.adapters.alpaca.http import (  # noqa: F401 - call_with_retries, RETRY_STATUSES re-exported
     RETRY_STATUSES,
-    _message,
+    api_message,
     call_with_retries,
     retrying,
 )
@@ -290,7 +290,7 @@ def ingest_alpaca(
         try:
             data = client.get_stock_bars(request)
         except APIError as exc:
-            failures.append(f"{sym}: Alpaca refused the request (HTTP {exc.status_code}: {_message(exc)}); "
+            failures.append(f"{sym}: Alpaca refused the request (HTTP {exc.status_code}: {api_message(exc)}); "
                             "check the symbol, dates, --feed and --adjustment")
             continue
         bars = list(data.get(sym, [])) if isinstance(data, dict) else []

@@ -50,7 +50,8 @@ def _reset_wait(response: Any, now: float) -> float | None:
         return None
 
 
-def _message(exc: Any) -> str:
+def api_message(exc: Any) -> str:
+    """The message of an alpaca-py ``APIError`` (Alpaca's JSON ``message``, else the body, short)."""
     try:
         return str(exc.message)
     except Exception:  # noqa: BLE001 - body not Alpaca's JSON: quote it short
@@ -84,7 +85,7 @@ def call_with_retries(
                 raise _keys_refused(status) from None
             if status not in RETRY_STATUSES:
                 raise
-            reason = f"HTTP {status} ({_message(exc)})"
+            reason = f"HTTP {status} ({api_message(exc)})"
             wait = _reset_wait(exc.response, clock()) if status == 429 else None
         except (requests.ConnectionError, requests.Timeout) as exc:
             reason = f"no answer ({type(exc).__name__})"

@@ -35,7 +35,7 @@ from typing import Any
 import pandas as pd
 
 from engine.adapters.alpaca.config import AlpacaConfig
-from engine.adapters.alpaca.http import _message, retrying
+from engine.adapters.alpaca.http import api_message, retrying
 from engine.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ def fetch_news(
         data = client.get_news(request)
     except APIError as exc:
         raise DataError(
-            f"Alpaca refused the news request (HTTP {exc.status_code}: {_message(exc)}); "
+            f"Alpaca refused the news request (HTTP {exc.status_code}: {api_message(exc)}); "
             "check the symbols and dates; nothing was written"
         ) from None
     raw = list(data.get("news", [])) if isinstance(data, dict) else []
