@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from nautilus_trader.model.currencies import USD
 from nautilus_trader.model.data import BarType
@@ -111,8 +112,11 @@ def read_index(path: str | Path) -> CatalogIndex:
         return CatalogIndex()
     try:
         raw = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{p}: unreadable catalog index ({exc}); delete it and re-ingest") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{p}: unreadable catalog index ({exc}); delete it and re-ingest") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("symbols", {}), dict):
+        raise DataError(f"{p}: not a sigtrade catalog index (expected a JSON object with 'symbols'); "
+                        "delete it and re-ingest")
     return CatalogIndex(
         synthetic=bool(raw.get("synthetic", False)),
         symbols=dict(raw.get("symbols", {})),
@@ -120,7 +124,8 @@ def read_index(path: str | Path) -> CatalogIndex:
     )
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write *text* to *path* through a temporary file in the same directory, then rename."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -134,7 +139,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
 def write_index(path: str | Path, index: CatalogIndex) -> None:
     """Write ``sigtrade.json`` atomically."""
     payload = {"synthetic": index.synthetic, "note": index.note, "symbols": index.symbols}
-    _atomic_write_text(Path(path) / INDEX_FILE, json.dumps(payload, indent=2, sort_keys=True))
+    atomic_write_text(Path(path) / INDEX_FILE, json.dumps(payload, indent=2, sort_keys=True))
 
 
 def _bar_dir(symbol: str, bar: str) -> str:
@@ -227,38 +232,130 @@ def _decode_fixed(column: Any) -> np.ndarray:
     return (hi * 18446744073709551616.0 + lo) / _FIXED_SCALAR
 
 
+_FIXED = pa.binary(16)
+_SCHEMA = {**{c: _FIXED for c in BAR_COLUMNS}, "ts_event": pa.uint64()}
+"""What every bar file must hold (NautilusTrader 1.221's high-precision bar schema)."""
+
+
+def rebuild_hint(path: str | Path, symbol: str, bar: str) -> str:
+    """The command that rebuilds *symbol*'s bars in the catalog at *path*, as exact as the index allows."""
+    root = Path(path)
+    try:
+        index = read_index(root)
+    except DataError:
+        index = CatalogIndex()
+    source = str(index.symbols.get(symbol, {}).get("source", ""))
+    if index.synthetic or source.startswith("synthetic"):
+        return f"`sigtrade sample --catalog {root} --force` (with the options it was made with)"
+    if source.startswith("alpaca:"):
+        _, feed, adjustment = ([*source.split(":"), "", ""])[:3]
+        return (f"`sigtrade ingest alpaca --symbols {symbol} --bar {bar} --feed {feed} --adjustment {adjustment} "
+                f"--start ... --catalog {root}`")
+    if source:
+        return f"`sigtrade ingest csv {source} --catalog {root} --bar {bar}`"
+    return f"`sigtrade ingest csv <{symbol}'s file> --catalog {root} --bar {bar}`"
+
+
+def _damaged(file: Path, what: str, path: str | Path, symbol: str, bar: str) -> DataError:
+    return DataError(
+        f"{file}: {what}; the catalog '{path}' is damaged for {symbol} ({bar} bars). "
+        f"Rebuild it: {rebuild_hint(path, symbol, bar)}"
+    )
+
+
+def _read_bar_file(f: Path, path: str | Path, symbol: str, bar: str) -> pd.DataFrame:
+    try:
+        table = pq.read_table(f)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise _damaged(f, f"not a readable Parquet file ({reason})", path, symbol, bar) from None
+    fields = {fld.name: fld.type for fld in table.schema}
+    wrong = [f"{c} ({fields.get(c, 'missing')})" for c, t in _SCHEMA.items() if fields.get(c) != t]
+    if wrong:
+        raise _damaged(
+            f, "wrong schema: expected NautilusTrader bar columns open, high, low, close, volume "
+            f"(16-byte fixed point) and ts_event (uint64), found {', '.join(wrong)}", path, symbol, bar,
+        )
+    if table.num_rows == 0:
+        raise _damaged(f, "holds no bars", path, symbol, bar)
+    if any(table.column(c).null_count for c in _SCHEMA):
+        raise _damaged(f, "holds null values", path, symbol, bar)
+    cols = {name: _decode_fixed(table.column(name).combine_chunks()) for name in BAR_COLUMNS}
+    prices = np.column_stack([cols[c] for c in BAR_COLUMNS[:4]])
+    if not np.isfinite(prices).all() or (prices <= 0).any() or not np.isfinite(cols["volume"]).all() \
+            or (cols["volume"] < 0).any():
+        raise _damaged(f, "holds non-finite or non-positive prices or negative volumes", path, symbol, bar)
+    ts = table.column("ts_event").to_numpy().astype("int64")
+    return pd.DataFrame(cols, index=pd.to_datetime(ts, utc=True))
+
+
 def read_frame(path: str | Path, symbol: str, bar: str) -> pd.DataFrame:
-    """Read every bar of *symbol* from the catalog as a bar frame."""
+    """Read every bar of *symbol* from the catalog as a bar frame.
+
+    Raises
+    ------
+    DataError
+        The symbol's bar directory is empty, or a file in it is truncated, not Parquet,
+        of another schema or holds impossible values: the message names the file and the
+        command that rebuilds it.
+    """
     d = Path(path) / _bar_dir(symbol, bar)
     files = sorted(d.glob("*.parquet"))
     if not files:
+        if d.is_dir():
+            raise DataError(
+                f"catalog '{path}': the directory of {symbol}'s {bar} bars ({d}) holds no Parquet file "
+                f"(deleted?); rebuild it: {rebuild_hint(path, symbol, bar)}"
+            )
         raise DataError(f"catalog '{path}' has no {bar} bars for {symbol}")
-    parts = []
-    for f in files:
-        table = pq.read_table(f)
-        cols = {name: _decode_fixed(table.column(name).combine_chunks()) for name in BAR_COLUMNS}
-        ts = table.column("ts_event").to_numpy().astype("int64")
-        parts.append(pd.DataFrame(cols, index=pd.to_datetime(ts, utc=True)))
+    parts = [_read_bar_file(f, path, symbol, bar) for f in files]
     frame = pd.concat(parts) if len(parts) > 1 else parts[0]
     frame = frame[~frame.index.duplicated(keep="last")].sort_index()
     frame.index.name = "ts_event"
     return frame
 
 
+def check_catalog(path: str | Path, bar: str) -> list[str]:
+    """The symbols with *bar* bars in the catalog at *path*; DataError that tells the cases apart.
+
+    A missing path, a file where a directory is expected, an empty directory, a directory
+    that is not a catalog and a catalog without bars of this size each get their own
+    message and remedy.
+    """
+    root = Path(path)
+    make = (f"run `sigtrade sample --catalog {root}` for the synthetic sample, or "
+            f"`sigtrade ingest csv FILES --catalog {root}`")
+    if root.is_file():
+        raise DataError(f"catalog '{root}' is a file, not a catalog directory: point data.catalog at the "
+                        f"directory `sigtrade ingest` wrote, or move the file away and {make}")
+    if not root.is_dir():
+        raise DataError(f"catalog '{root}' does not exist: {make}")
+    if not any(root.iterdir()):
+        raise DataError(f"catalog '{root}' is an empty directory: {make}")
+    read_index(root)  # a damaged index is named here
+    have = list_symbols(root, bar)
+    if not have:
+        bars_dir = root / "data" / "bar"
+        if not bars_dir.is_dir():
+            raise DataError(
+                f"'{root}' is not a sigtrade catalog (no data/bar directory): point data.catalog at a "
+                f"catalog, or {make}"
+            )
+        other = sorted({d.name.removesuffix("-LAST-EXTERNAL").split(f".{VENUE}-", 1)[-1]
+                        for d in bars_dir.iterdir() if d.name.endswith("-LAST-EXTERNAL")})
+        has = f" (it has {', '.join(other)} bars)" if other else ""
+        raise DataError(
+            f"catalog '{root}' has no {bar} bars{has}: set data.bar to one it has, or ingest some with "
+            f"`sigtrade ingest csv ... --catalog {root} --bar {bar}`"
+        )
+    return have
+
+
 def resolve_symbols(path: str | Path, bar: str, wanted: Iterable[str] | str) -> list[str]:
     """Check that every wanted symbol exists (``"all"`` = every symbol) and return the list."""
     root = Path(path)
-    if not root.is_dir():
-        raise DataError(
-            f"catalog '{root}' does not exist: run `sigtrade sample --catalog {root}` for the "
-            f"synthetic sample, or `sigtrade ingest csv FILES --catalog {root}`"
-        )
-    have = list_symbols(root, bar)
-    if not have:
-        raise DataError(
-            f"catalog '{root}' has no {bar} bars: ingest some with `sigtrade ingest csv ... "
-            f"--catalog {root} --bar {bar}`"
-        )
+    have = check_catalog(root, bar)
+    index = read_index(root)
     if isinstance(wanted, str):
         if wanted != "all":
             wanted = [wanted]
@@ -267,6 +364,11 @@ def resolve_symbols(path: str | Path, bar: str, wanted: Iterable[str] | str) -> 
     out = []
     for s in wanted:
         if s not in have:
+            if s in index.symbols and index.symbols[s].get("bar") == bar:
+                raise DataError(
+                    f"catalog '{root}': its index lists {s} ({bar} bars) but the bars are missing "
+                    f"(deleted?); rebuild them: {rebuild_hint(root, s, bar)}"
+                )
             raise DataError(
                 f"symbol '{s}' is not in catalog '{root}' ({bar} bars){did_you_mean(s, have)}; "
                 f"it has: {', '.join(have[:40])}{' ...' if len(have) > 40 else ''}"

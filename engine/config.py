@@ -15,12 +15,23 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from engine.errors import ConfigError, did_you_mean
+from engine.errors import ConfigError
+from engine.schema import check_unique, convert
 
-_BAR_RE = re.compile(r"^([1-9]\d*)-(MINUTE|HOUR|DAY)$")
+_BAR_RE = re.compile(r"^([1-9]\d{0,3})-(MINUTE|HOUR|DAY)$")
+MAX_CAPITAL = 1e10
+"""The most USD a config may name: NautilusTrader's fixed-point money tops out near 1.7e13."""
 
-NonNeg = Annotated[float, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(gt=0, le=1)]
+Probability = Annotated[float, msgspec.Meta(gt=0, lt=1)]
+Bps = Annotated[float, msgspec.Meta(ge=0, le=1_000)]
+"""Basis points per side: 0 to 1,000 (10 %)."""
+Bars = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+"""A count of bars, 0 = off."""
+Window = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+"""An indicator window in bars."""
+Usd = Annotated[float, msgspec.Meta(ge=0, le=MAX_CAPITAL)]
+"""An amount of USD, 0 = off."""
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -45,11 +56,11 @@ class DataConfig(_Section):
 class PortfolioConfig(_Section):
     """Capital and position sizing."""
 
-    capital: Annotated[float, msgspec.Meta(gt=0)] = 100_000.0
-    """Starting cash in USD."""
+    capital: Annotated[float, msgspec.Meta(gt=0, le=MAX_CAPITAL)] = 100_000.0
+    """Starting cash in USD (at most 1e10: NautilusTrader's fixed-point money and quantities overflow beyond)."""
     fractional: bool = False
     """Allow fractional share quantities (as Alpaca does); whole shares otherwise."""
-    max_positions: Annotated[int, msgspec.Meta(ge=1)] = 10
+    max_positions: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 10
     """Most positions held at once."""
     position_size: Fraction = 0.1
     """Fraction of current equity put into each new position."""
@@ -60,13 +71,13 @@ class PortfolioConfig(_Section):
 class CostsConfig(_Section):
     """Commission and slippage, charged on every fill."""
 
-    commission_bps: NonNeg = 10.0
+    commission_bps: Bps = 10.0
     """Commission per side in basis points of the fill's notional (10 = 0.10 %)."""
-    commission_per_share: NonNeg = 0.0
+    commission_per_share: Annotated[float, msgspec.Meta(ge=0, le=100)] = 0.0
     """Commission per share per side in USD, added to the bps part."""
-    commission_min: NonNeg = 0.0
+    commission_min: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] = 0.0
     """Minimum commission per fill in USD."""
-    slippage_bps: NonNeg = 5.0
+    slippage_bps: Bps = 5.0
     """Adverse move of every market fill, in basis points of the reference price."""
 
 
@@ -84,21 +95,21 @@ class StrategyConfig(_Section):
 
     kind: Literal["buy_and_hold", "sma_cross", "signal", "ensemble"] = "buy_and_hold"
     """buy_and_hold (equal weight, held to the end), sma_cross (long when fast SMA > slow SMA), signal (one ONNX model) or ensemble."""
-    fast: Annotated[int, msgspec.Meta(ge=1)] = 20
+    fast: Window = 20
     """sma_cross: fast SMA length in bars."""
-    slow: Annotated[int, msgspec.Meta(ge=2)] = 50
+    slow: Annotated[int, msgspec.Meta(ge=2, le=1_000_000)] = 50
     """sma_cross: slow SMA length in bars."""
     model: str = ""
     """signal / ensemble: model folder (models/<name> with card.json, or ensemble.json for an ensemble)."""
-    entry_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
+    entry_threshold: Probability | None = None
     """signal: enter long when the probability is at or above this; None = the model card's threshold."""
-    exit_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
+    exit_threshold: Probability | None = None
     """signal: exit a long when the probability falls below this (hysteresis); None = min(0.5, entry)."""
-    max_hold_bars: Annotated[int, msgspec.Meta(ge=0)] = 0
+    max_hold_bars: Bars = 0
     """Time stop, any strategy: exit after this many bars in a position (0 = no limit)."""
-    short_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
+    short_threshold: Probability | None = None
     """signal: enter short when the probability is at or below this (needs portfolio.account = "margin"); None = long only."""
-    cover_threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.5
+    cover_threshold: Probability = 0.5
     """signal: cover a short when the probability rises above this."""
     mode: Literal["batch", "streaming"] = "batch"
     """signal: batch = all probabilities in one pass before the event loop; streaming = features and probability per bar, as live trading does."""
@@ -114,35 +125,35 @@ class RiskConfig(_Section):
 
     sizing: Literal["fixed", "atr"] = "fixed"
     """fixed: each entry is portfolio.position_size x equity; atr: equity x atr_risk / (atr_multiple x ATR%) (volatility-targeted)."""
-    atr_period: Annotated[int, msgspec.Meta(ge=1)] = 14
+    atr_period: Window = 14
     """ATR length in bars (Wilder smoothing) for sizing = "atr"."""
     atr_risk: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.01
     """sizing = "atr": fraction of equity risked per entry if the price moves atr_multiple ATRs against it."""
-    atr_multiple: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    atr_multiple: Annotated[float, msgspec.Meta(gt=0, le=100)] = 2.0
     """sizing = "atr": the adverse move, in ATRs, that would cost atr_risk of equity."""
-    max_gross_exposure: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    max_gross_exposure: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1.0
     """Most gross position value (held + being opened) as a multiple of equity; an entry is cut to fit."""
     stop_loss: Annotated[float, msgspec.Meta(ge=0, lt=1)] = 0.0
     """Exit when a bar's low (high for shorts) crosses entry price x (1 -/+ stop_loss); 0 = off."""
-    take_profit: NonNeg = 0.0
+    take_profit: Annotated[float, msgspec.Meta(ge=0, le=100)] = 0.0
     """Exit when a bar's high (low for shorts) crosses entry price x (1 +/- take_profit); 0 = off."""
     trailing_stop: Annotated[float, msgspec.Meta(ge=0, lt=1)] = 0.0
     """Exit when a bar's low falls trailing_stop below the highest high since entry (mirrored for shorts); 0 = off."""
-    min_hold_bars: Annotated[int, msgspec.Meta(ge=0)] = 0
+    min_hold_bars: Bars = 0
     """Ignore the strategy's own exit signal until a position has been held this many bars (stops still apply)."""
-    cooldown_bars: Annotated[int, msgspec.Meta(ge=0)] = 0
+    cooldown_bars: Bars = 0
     """After an exit fills, no new entry in that symbol for this many of its bars."""
     cost_filter: bool = False
     """Enter only when the expected edge, (2p - 1) x typical move, exceeds cost_multiple x the round-trip cost."""
-    cost_filter_horizon: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    cost_filter_horizon: Window | None = None
     """Bars of the typical move; None = the model card's label horizon (1 for strategies without a model)."""
-    cost_filter_window: Annotated[int, msgspec.Meta(ge=2)] = 500
+    cost_filter_window: Annotated[int, msgspec.Meta(ge=2, le=1_000_000)] = 500
     """Bars averaged for the typical move (mean |close_t / close_(t-h) - 1|, causal)."""
-    cost_multiple: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    cost_multiple: Annotated[float, msgspec.Meta(gt=0, le=1_000)] = 1.0
     """The edge must exceed this multiple of the round-trip cost (2 x (commission + slippage))."""
     drawdown_limit: Annotated[float, msgspec.Meta(ge=0, lt=1)] = 0.0
     """Circuit breaker: flatten everything and pause entries when equity falls this far below its peak; 0 = off."""
-    drawdown_pause_bars: Annotated[int, msgspec.Meta(ge=0)] = 0
+    drawdown_pause_bars: Bars = 0
     """Timestamps (union timeline bars) during which entries stay paused after the breaker trips."""
     daily_loss_limit: Annotated[float, msgspec.Meta(ge=0, lt=1)] = 0.0
     """Flatten and stop entering for the rest of the session when equity falls this far below the session's start; 0 = off."""
@@ -151,16 +162,16 @@ class RiskConfig(_Section):
 class TrendRegime(_Section):
     """Trend filter on the benchmark symbol."""
 
-    sma: Annotated[int, msgspec.Meta(ge=0)] = 0
+    sma: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
     """Allow entries only while the benchmark's close is above its SMA of this many bars; 0 = off."""
 
 
 class VolatilityRegime(_Section):
     """Volatility filter on the benchmark symbol."""
 
-    window: Annotated[int, msgspec.Meta(ge=0)] = 0
+    window: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
     """Bars of the realised volatility (std of log returns); 0 = off."""
-    lookback: Annotated[int, msgspec.Meta(ge=2)] = 500
+    lookback: Annotated[int, msgspec.Meta(ge=2, le=1_000_000)] = 500
     """Bars of realised-volatility history the quantile is taken over."""
     quantile: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.8
     """Allow entries only while realised vol is below this rolling quantile of itself."""
@@ -169,7 +180,7 @@ class VolatilityRegime(_Section):
 class BreadthRegime(_Section):
     """Breadth filter on the traded universe."""
 
-    sma: Annotated[int, msgspec.Meta(ge=0)] = 0
+    sma: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
     """SMA length each symbol's close is compared with; 0 = off."""
     min_share: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
     """Allow entries only while at least this share of the universe closes above its own SMA."""
@@ -198,8 +209,8 @@ class BenchmarkConfig(_Section):
 class MetricsConfig(_Section):
     """How figures are computed."""
 
-    risk_free_rate: float = 0.0
-    """Annual risk-free rate for Sharpe and Sortino (0.04 = 4 %)."""
+    risk_free_rate: Annotated[float, msgspec.Meta(ge=-0.5, le=1)] = 0.0
+    """Annual risk-free rate for Sharpe and Sortino (0.04 = 4 %), from -0.5 to 1."""
 
 
 class PaperConfig(_Section):
@@ -210,21 +221,21 @@ class PaperConfig(_Section):
     execution client before an order leaves (0 = off); exits are never held back by them.
     """
 
-    warmup_bars: Annotated[int, msgspec.Meta(ge=0)] = 500
+    warmup_bars: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 500
     """Complete bars per symbol fetched by REST at start to warm features up (streaming features replay them)."""
     feed: Literal["iex", "sip"] = "iex"
     """Alpaca market-data feed: iex (free plan) or sip (all US exchanges; needs a plan that includes it)."""
-    max_order_notional: NonNeg = 0.0
+    max_order_notional: Usd = 0.0
     """Refuse an entry order worth more than this many USD at the last close; 0 = off."""
-    max_position_notional: NonNeg = 0.0
+    max_position_notional: Usd = 0.0
     """Refuse an entry that would make a position worth more than this many USD; 0 = off."""
     daily_loss_limit: Annotated[float, msgspec.Meta(ge=0, lt=1)] = 0.0
     """Refuse entries once the Alpaca account's equity is this fraction below the previous close's (0.03 = 3 %); 0 = off."""
     flatten_on_stop: bool = False
     """On Ctrl-C / SIGTERM, after cancelling open orders, also close every position with market orders."""
-    flush_delay_s: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    flush_delay_s: Annotated[float, msgspec.Meta(ge=0, le=3_600)] = 5.0
     """Seconds after a bar's close to emit it when no later minute bar has come (the session's last bar)."""
-    status_every_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    status_every_s: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 60.0
     """Seconds between status lines (equity, positions, last signal per symbol)."""
 
 
@@ -245,6 +256,10 @@ class BacktestConfig(_Section):
     def __post_init__(self) -> None:
         """Check rules that span fields."""
         check_bar_spec(self.data.bar)
+        if isinstance(self.data.symbols, list):
+            check_unique(self.data.symbols, "data.symbols", "symbol (or write symbols = \"all\")")
+        if not self.benchmark.symbol.strip():
+            raise ConfigError("benchmark.symbol is empty: name the symbol to buy and hold, e.g. \"SPY\"")
         if self.data.start and self.data.end and self.data.start > self.data.end:
             raise ConfigError(
                 f"data.start ({self.data.start}) is after data.end ({self.data.end}): "
@@ -290,41 +305,6 @@ def bar_minutes(bar: str) -> int:
     return n * {"MINUTE": 1, "HOUR": 60, "DAY": 390}[unit]
 
 
-def _fields_of(struct_type: type[msgspec.Struct]) -> list[str]:
-    return list(struct_type.__struct_fields__)
-
-
-def _section_type(path: list[str]) -> type[msgspec.Struct] | None:
-    current: Any = BacktestConfig
-    for part in path:
-        hints = {f.name: f.type for f in msgspec.structs.fields(current)}
-        nxt = hints.get(part)
-        if not (isinstance(nxt, type) and issubclass(nxt, msgspec.Struct)):
-            return None
-        current = nxt
-    return current
-
-
-def _explain_validation(exc: msgspec.ValidationError, source: str) -> ConfigError:
-    text = str(exc)
-    m = re.match(r"Object contains unknown field `(?P<field>[^`]+)`(?: - at `\$(?P<path>[^`]*)`)?", text)
-    if m:
-        path = [p for p in (m.group("path") or "").split(".") if p]
-        field = m.group("field")
-        section = _section_type(path)
-        choices = _fields_of(section) if section else []
-        where = ".".join([*path, field])
-        return ConfigError(
-            f"{source}: unknown key '{where}'{did_you_mean(field, choices)} "
-            f"(valid keys here: {', '.join(choices)})"
-        )
-    m = re.match(r"(?P<msg>.*) - at `\$(?P<path>[^`]*)`", text)
-    if m:
-        where = m.group("path").lstrip(".")
-        return ConfigError(f"{source}: bad value for '{where}': {m.group('msg')}")
-    return ConfigError(f"{source}: {text}")
-
-
 def parse_override(item: str) -> tuple[list[str], Any]:
     """Parse ``a.b=value`` into a key path and a TOML-typed value (bare words are strings)."""
     if "=" not in item:
@@ -358,10 +338,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> BacktestConfig:
     """Validate a plain dict (as read from TOML) into a :class:`BacktestConfig`."""
-    try:
-        return msgspec.convert(raw, BacktestConfig, strict=False)
-    except msgspec.ValidationError as exc:
-        raise _explain_validation(exc, source) from exc
+    return convert(raw, BacktestConfig, source)
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> BacktestConfig:
@@ -371,6 +348,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     if path is not None:
         p = Path(path)
         source = str(p)
+        if p.is_dir():
+            raise ConfigError(f"config '{p}' is a directory: pass a TOML file in it, e.g. {p}/backtest.toml")
         if not p.is_file():
             raise ConfigError(f"config file '{p}' does not exist: pass a TOML file such as config/demo.toml")
         try:

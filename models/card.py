@@ -36,6 +36,7 @@ import msgspec
 
 from models.errors import CardMismatchError, FeatureSetError, ModelContractError
 from models.feature_set import get_feature_set
+from models.input_contract import check_contract
 from models.sentiment import SentimentSpec
 
 __all__ = [
@@ -349,6 +350,8 @@ class _Graph(msgspec.Struct, frozen=True):
     opset: int | None
     inputs: dict[str, tuple[str, tuple[int | str | None, ...]]]
     outputs: dict[str, tuple[str, tuple[int | str | None, ...]]]
+    metadata: dict[str, str] = {}
+    """The model's ``metadata_props`` (the input contract of :mod:`models.input_contract`)."""
 
 
 def _fmt_shape(shape: Sequence[int | str | None]) -> str:
@@ -383,6 +386,7 @@ def _read_graph_onnx(blob: bytes, file: str) -> _Graph:
         opset=opset,
         inputs={v.name: sig(v) for v in model.graph.input if v.name not in init},
         outputs={v.name: sig(v) for v in model.graph.output},
+        metadata={p.key: p.value for p in model.metadata_props},
     )
 
 
@@ -404,6 +408,7 @@ def _read_graph_ort(blob: bytes, file: str) -> _Graph:
         opset=None,
         inputs={a.name: sig(a) for a in session.get_inputs()},
         outputs={a.name: sig(a) for a in session.get_outputs()},
+        metadata=dict(session.get_modelmeta().custom_metadata_map),
     )
 
 
@@ -525,7 +530,8 @@ def validate_artifact(
     Checks, in order: ``card.json`` schema (unknown or mistyped fields refused); bar
     format; the feature set is implemented and knows every listed column; sha256 of
     ``model.onnx``; the file is a valid ONNX model (``onnx.load`` + ``onnx.checker``); the
-    graph's opset is at least the card's; the graph inputs are exactly the card's
+    graph's opset is at least the card's; the card's features, lookback, scaler and asset map
+    equal the input contract recorded in ``model.onnx`` (:mod:`models.input_contract`); the graph inputs are exactly the card's
     (``features`` and optionally ``asset_id``) with matching dtypes, ranks and static
     dims (a dynamic batch axis); ``lookback`` and ``len(features)`` equal the graph's window
     and feature axes, ``len(scaler.mean) == len(scaler.std) == F`` and finite;
@@ -582,7 +588,13 @@ def validate_artifact(
     if graph.opset is not None and graph.opset > card.opset:
         warnings.append(f"opset: the graph uses {graph.opset}, the card says {card.opset}")
 
-    _check_inputs(card, graph, card_file, warnings)
+    try:
+        _check_inputs(card, graph, card_file, warnings)
+    except CardMismatchError as exc:
+        if exc.field == "feature_set.features" and graph.metadata:
+            check_contract(card, graph.metadata, card_file, str(onnx_path), str(folder))  # says which feature
+        raise
+    check_contract(card, graph.metadata, card_file, str(onnx_path), str(folder))
     if tuple(card.output.shape) not in ((-1,), (-1, 1)):
         raise _bad(card_file, "output.shape", "[-1] or [-1, 1]", list(card.output.shape),
                    "the model outputs one probability per window")

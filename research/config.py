@@ -14,9 +14,7 @@ enforced by :mod:`research.dataset`.
 from __future__ import annotations
 
 import datetime as dt
-import re
 import tomllib
-import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,6 +22,7 @@ import msgspec
 
 from engine.config import apply_overrides, check_bar_spec
 from engine.errors import ConfigError, did_you_mean
+from engine.schema import check_unique, convert
 from models.sentiment import SentimentConfigError, SentimentSpec
 
 __all__ = [
@@ -48,10 +47,9 @@ MODEL_CONFIG_FILE = "train_config.json"
 """The resolved training config, written beside an exported model's card (read by evaluate)."""
 SPLITS = ("train", "validation", "test")
 
-PosInt = Annotated[int, msgspec.Meta(ge=1)]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
-PosFloat = Annotated[float, msgspec.Meta(gt=0)]
-NonNegFloat = Annotated[float, msgspec.Meta(ge=0)]
+Bars = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+"""A length in bars (window, horizon)."""
+Count = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -67,7 +65,7 @@ class DataSection(_Section):
     """Symbols to train on (each gets an asset id), or "all" for every symbol in the catalog."""
     bar: str = "1-HOUR"
     """Bar size, as written by `sigtrade ingest` / `sigtrade sample`."""
-    lookback: PosInt = 24
+    lookback: Bars = 24
     """Bars per input window (oldest first, the decision bar last)."""
     train: str = "..2023-12-31"
     """Training range "START..END" (NYSE dates of bar closes, inclusive; an open end = the data's end)."""
@@ -75,7 +73,7 @@ class DataSection(_Section):
     """Validation range: early stopping, the decision threshold and prob_quantiles are chosen here."""
     test: str = "2024-07-01.."
     """Test range: untouched until `sigtrade evaluate --split test`."""
-    purge: NonNegInt | None = None
+    purge: Annotated[int, msgspec.Meta(ge=0, le=10_000)] | None = None
     """Bars dropped between splits so no window or label straddles two; None = label.horizon (the minimum)."""
 
 
@@ -84,13 +82,13 @@ class LabelSection(_Section):
 
     kind: Literal["threshold", "triple_barrier"] = "threshold"
     """threshold: close[t+H]/close[t]-1 > threshold; triple_barrier: +take_profit reached before -stop_loss within H bars."""
-    horizon: PosInt = 6
+    horizon: Bars = 6
     """H, the bars ahead the label looks (the vertical barrier for triple_barrier)."""
-    threshold: float = 0.0
-    """threshold labels: the forward return must exceed this (0.002 = 0.2 %)."""
-    take_profit: PosFloat = 0.01
+    threshold: Annotated[float, msgspec.Meta(ge=-1, le=10)] = 0.0
+    """threshold labels: the forward return must exceed this (0.002 = 0.2 %), from -1 to 10."""
+    take_profit: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.01
     """triple_barrier: upper barrier as a return from close[t] (0.01 = +1 %)."""
-    stop_loss: PosFloat = 0.01
+    stop_loss: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.01
     """triple_barrier: lower barrier as a return from close[t] (0.01 = -1 %)."""
 
 
@@ -108,30 +106,30 @@ class ModelSection(_Section):
 
     architecture: Literal["mlp", "lstm", "gru", "cnn_lstm"] = "mlp"
     """mlp (flattened window), lstm, gru (attention pooling by default) or cnn_lstm (Conv1d then LSTM)."""
-    hidden: PosInt = 64
+    hidden: Annotated[int, msgspec.Meta(ge=1, le=65_536)] = 64
     """Width of the hidden layers / recurrent state / conv channels."""
-    layers: PosInt = 2
+    layers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
     """Hidden layers (mlp) or stacked recurrent layers (lstm, gru, cnn_lstm)."""
     dropout: Annotated[float, msgspec.Meta(ge=0, lt=1)] = 0.1
     """Dropout probability between layers and before the head."""
-    embedding_dim: NonNegInt = 0
+    embedding_dim: Annotated[int, msgspec.Meta(ge=0, le=4_096)] = 0
     """Asset-id embedding width; 0 = no embedding (the model ignores which symbol it sees)."""
     attention: bool = True
     """lstm / gru / cnn_lstm: attention pooling over time steps (False: the last hidden state); mlp ignores it."""
-    kernel_size: PosInt = 3
+    kernel_size: Annotated[int, msgspec.Meta(ge=1, le=1_001)] = 3
     """cnn_lstm: Conv1d kernel width in bars (odd)."""
 
 
 class TrainSection(_Section):
     """Optimisation, loss, early stopping and reproducibility."""
 
-    epochs: PosInt = 10
+    epochs: Count = 10
     """Maximum number of epochs."""
-    batch_size: PosInt = 256
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=1_048_576)] = 256
     """Windows per optimiser step."""
-    lr: PosFloat = 1e-3
+    lr: Annotated[float, msgspec.Meta(gt=0, le=10)] = 1e-3
     """Learning rate (the peak rate for onecycle)."""
-    weight_decay: NonNegFloat = 1e-4
+    weight_decay: Annotated[float, msgspec.Meta(ge=0, le=10)] = 1e-4
     """L2 / decoupled weight decay."""
     optimizer: Literal["adamw", "adam"] = "adamw"
     """adamw (decoupled weight decay) or adam."""
@@ -141,19 +139,19 @@ class TrainSection(_Section):
     """bce, weighted_bce (class weights from the training split) or focal (focal_alpha, focal_gamma)."""
     focal_alpha: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.25
     """focal: weight of the positive class (0.5 = none)."""
-    focal_gamma: NonNegFloat = 2.0
+    focal_gamma: Annotated[float, msgspec.Meta(ge=0, le=100)] = 2.0
     """focal: focusing exponent (0 = plain BCE)."""
     sampler: Literal["shuffle", "weighted"] = "shuffle"
     """shuffle (every window once per epoch) or weighted (class-balanced WeightedRandomSampler)."""
-    grad_clip: NonNegFloat = 1.0
+    grad_clip: Annotated[float, msgspec.Meta(ge=0, le=1e6)] = 1.0
     """Max gradient norm; 0 = no clipping."""
     early_stopping_metric: Literal["f1", "pr_auc", "roc_auc"] = "f1"
     """Validation metric that picks the best checkpoint: f1 (positive class, at threshold 0.5), pr_auc or roc_auc."""
-    patience: PosInt = 5
+    patience: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 5
     """Stop after this many epochs without improvement of the metric."""
-    seed: int = 42
-    """Seed of every random number (init, dropout, shuffling)."""
-    threads: NonNegInt = 2
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)] = 42
+    """Seed of every random number (init, dropout, shuffling), 0 to 2**32 - 1."""
+    threads: Annotated[int, msgspec.Meta(ge=0, le=1_024)] = 2
     """CPU threads for torch (0 = torch's default)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """auto: CUDA when present, else CPU."""
@@ -168,7 +166,7 @@ class SentimentSection(_Section):
     """decayed_mean (decay-weighted mean score) or count_weighted (shrunk towards neutral by `prior` articles)."""
     half_life: str = "1D"
     """Time for an article's weight to halve, in wall-clock time ("6h", "1D", "90min")."""
-    prior: PosFloat = 1.0
+    prior: Annotated[float, msgspec.Meta(gt=0, le=1e6)] = 1.0
     """count_weighted: neutral pseudo-articles (> 0)."""
 
     def spec(self) -> SentimentSpec:
@@ -200,6 +198,8 @@ class TrainConfig(_Section):
     def __post_init__(self) -> None:
         """Check rules that span fields."""
         check_bar_spec(self.data.bar)
+        if isinstance(self.data.symbols, list):
+            check_unique(self.data.symbols, "data.symbols", "symbol (or write symbols = \"all\")")
         if self.sentiment is not None:
             try:
                 self.sentiment.spec()
@@ -281,64 +281,9 @@ def parse_range(text: str, where: str = "range") -> tuple[dt.date | None, dt.dat
 # --- loading --------------------------------------------------------------------------------
 
 
-def _struct_at(path: list[str]) -> type[msgspec.Struct] | None:
-    current: Any = TrainConfig
-    for part in path:
-        hints = typing.get_type_hints(current)
-        nxt = hints.get(part)
-        # an optional section (``SentimentSection | None``) is the section
-        nxt = next((a for a in typing.get_args(nxt) if isinstance(a, type) and issubclass(a, msgspec.Struct)), nxt)
-        if not (isinstance(nxt, type) and issubclass(nxt, msgspec.Struct)):
-            return None
-        current = nxt
-    return current  # type: ignore[no-any-return]
-
-
-def _literal_choices(path: list[str]) -> tuple[str, ...]:
-    section = _struct_at(path[:-1])
-    if section is None:
-        return ()
-    hint = typing.get_type_hints(section).get(path[-1])
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) is Literal:
-        return tuple(str(a) for a in args)
-    return tuple(str(a) for arg in args if typing.get_origin(arg) is Literal for a in typing.get_args(arg))
-
-
-def _explain(exc: msgspec.ValidationError, source: str) -> ConfigError:
-    """Turn a msgspec validation error into a ConfigError that names the key and suggests a fix."""
-    text = str(exc)
-    m = re.match(r"Object contains unknown field `(?P<field>[^`]+)`(?: - at `\$(?P<path>[^`]*)`)?", text)
-    if m:
-        path = [p for p in (m.group("path") or "").split(".") if p]
-        field = m.group("field")
-        section = _struct_at(path)
-        choices = list(section.__struct_fields__) if section else []
-        where = ".".join([*path, field])
-        return ConfigError(
-            f"{source}: unknown key '{where}'{did_you_mean(field, choices)} "
-            f"(valid keys here: {', '.join(choices)})"
-        )
-    m = re.match(r"Invalid enum value '(?P<value>[^']*)' - at `\$(?P<path>[^`]*)`", text)
-    if m:
-        path = [p for p in m.group("path").split(".") if p]
-        choices = _literal_choices(path)
-        return ConfigError(
-            f"{source}: {'.'.join(path)} = '{m.group('value')}' is not a valid choice"
-            f"{did_you_mean(m.group('value'), choices)} (choose one of {', '.join(choices)})"
-        )
-    m = re.match(r"(?P<msg>.*) - at `\$(?P<path>[^`]*)`", text)
-    if m:
-        return ConfigError(f"{source}: bad value for '{m.group('path').lstrip('.')}': {m.group('msg')}")
-    return ConfigError(f"{source}: {text}")
-
-
 def train_config_from_dict(raw: dict[str, Any], source: str = "config") -> TrainConfig:
     """Validate a plain dict (as read from TOML) into a :class:`TrainConfig`."""
-    try:
-        return msgspec.convert(raw, TrainConfig, strict=False)
-    except msgspec.ValidationError as exc:
-        raise _explain(exc, source) from None
+    return convert(raw, TrainConfig, source)
 
 
 def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
@@ -348,6 +293,8 @@ def load_train_config(path: str | Path, overrides: list[str] | None = None) -> T
     ``train_demo_mlp``).
     """
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config '{p}' is a directory: pass a TOML file in it, e.g. {p}/backtest.toml")
     if not p.is_file():
         raise ConfigError(
             f"training config '{p}' does not exist: pass a TOML file such as "

@@ -24,6 +24,7 @@ import io
 import json
 import math
 import os
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from models.card import (
     write_card,
 )
 from models.errors import ModelContractError
+from models.input_contract import contract_metadata
 from research.config import MODEL_CONFIG_FILE
 from research.nets import SignalNet
 from research.train import load_checkpoint, net_from_checkpoint
@@ -188,7 +190,15 @@ def export(
     net, cfg = net_from_checkpoint(ckpt)
     out = Path(out)
     n_assets = int(ckpt["n_assets"])
-    blob = onnx_bytes(net, n_assets)
+    fs = ckpt["feature_set"]
+    lookback = int(ckpt["lookback"])
+    asset_map = {str(k): int(v) for k, v in ckpt["asset_map"].items()} if net.uses_asset_id else None
+    scaler = Scaler(mean=tuple(float(v) for v in ckpt["scaler"]["mean"]),
+                    std=tuple(float(v) for v in ckpt["scaler"]["std"]))
+    blob = with_metadata(onnx_bytes(net, n_assets), contract_metadata(
+        feature_set=fs["name"], version=str(fs["version"]), features=fs["features"], lookback=lookback,
+        scaler_mean=scaler.mean, scaler_std=scaler.std, asset_map=asset_map,
+    ))
     diff = _parity(blob, net, n_assets)
     if not diff <= PARITY_TOL:
         raise ModelContractError(
@@ -198,8 +208,7 @@ def export(
     validation = dict(ckpt.get("validation") or {})
     if "f1" not in validation or "prob_quantiles" not in validation:
         raise ConfigError(f"checkpoint {ckpt['path']} has no validation metrics; retrain it")
-    fs = ckpt["feature_set"]
-    lookback, n_features = int(ckpt["lookback"]), int(ckpt["n_features"])
+    n_features = int(ckpt["n_features"])
     inputs = [TensorSpec(name="features", shape=(-1, lookback, n_features), dtype="float32")]
     if net.uses_asset_id:
         inputs.append(TensorSpec(name="asset_id", shape=(-1,), dtype="int64"))
@@ -212,9 +221,8 @@ def export(
         feature_set=FeatureSetRef(name=fs["name"], version=str(fs["version"]), features=tuple(fs["features"])),
         lookback=lookback,
         bar=cfg.data.bar,
-        scaler=Scaler(mean=tuple(float(v) for v in ckpt["scaler"]["mean"]),
-                      std=tuple(float(v) for v in ckpt["scaler"]["std"])),
-        asset_map={str(k): int(v) for k, v in ckpt["asset_map"].items()} if net.uses_asset_id else None,
+        scaler=scaler,
+        asset_map=asset_map,
         inputs=tuple(inputs),
         output=OutputSpec(name=OUTPUT_NAME, shape=(-1,)),
         label=LabelSpec(kind=ckpt["label"]["kind"], horizon=int(ckpt["label"]["horizon"]),
@@ -231,12 +239,28 @@ def export(
         onnx_sha256=hashlib.sha256(blob).hexdigest(),
         opset=OPSET,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    _write_bytes(out / MODEL_FILE, blob)
-    write_card(card, out / CARD_FILE)
-    config = json.dumps(ckpt["config"], indent=2, sort_keys=True) + "\n"
-    _write_bytes(out / MODEL_CONFIG_FILE, config.encode("utf-8"))
-    for file in (MODEL_FILE, CARD_FILE, MODEL_CONFIG_FILE):
-        (out / file).chmod(0o644)  # temp files are created 0600
-    card, warns = validate_artifact(out)
+    # written and validated in a staging folder beside *out*, then moved in: a failed
+    # export leaves *out* as it was
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))
+    try:
+        _write_bytes(staging / MODEL_FILE, blob)
+        write_card(card, staging / CARD_FILE)
+        config = json.dumps(ckpt["config"], indent=2, sort_keys=True) + "\n"
+        _write_bytes(staging / MODEL_CONFIG_FILE, config.encode("utf-8"))
+        for file in (MODEL_FILE, CARD_FILE, MODEL_CONFIG_FILE):
+            (staging / file).chmod(0o644)  # temp files are created 0600
+        card, warns = validate_artifact(staging)
+        out.mkdir(parents=True, exist_ok=True)
+        for file in (MODEL_FILE, CARD_FILE, MODEL_CONFIG_FILE):
+            os.replace(staging / file, out / file)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(path=out, card=card, max_abs_diff=diff, warnings=warns)
+
+
+def with_metadata(blob: bytes, metadata: dict[str, str]) -> bytes:
+    """*blob* with its ONNX ``metadata_props`` set to *metadata* (the input contract)."""
+    model = onnx.load_from_string(blob)
+    onnx.helper.set_model_props(model, metadata)
+    return model.SerializeToString()

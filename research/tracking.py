@@ -186,6 +186,8 @@ def check_tracking_uri(uri: str, timeout: float = HTTP_TIMEOUT_S) -> str:
         _check_http(uri, timeout)
     elif scheme in _DB_SCHEMES:
         _check_database(uri, timeout)
+    elif scheme not in ("databricks", "databricks-uc", "uc"):  # remote stores MLflow checks itself
+        raise ConfigError(f"tracking URI '{_redact(uri)}': MLflow does not know the scheme '{scheme}://'; {hint}")
     return uri
 
 
@@ -228,11 +230,10 @@ def _check_database(uri: str, timeout: float) -> None:
         with engine.connect():
             pass
         engine.dispose()
-    except ImportError as exc:
-        raise ConfigError(
-            f"tracking URI '{_redact(uri)}' needs a database driver that is not installed ({exc}); "
-            "install it (e.g. pip install psycopg2-binary for postgresql)"
-        ) from None
+    except ImportError:
+        from research.db_drivers import missing_driver_advice
+
+        raise ConfigError(f"tracking URI '{_redact(uri)}': {missing_driver_advice(uri)}") from None
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(

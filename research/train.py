@@ -234,7 +234,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ConfigError(f"'{p}' is not a readable checkpoint ({str(exc).splitlines()[0]})") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"'{p}' is not a readable checkpoint: expected a best.pt written by `sigtrade train` "
+                          f"({first[:160]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ConfigError(f"'{p}' is not a sigtrade training checkpoint (format {CHECKPOINT_FORMAT})")
     ckpt["path"] = str(p)

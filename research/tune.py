@@ -66,6 +66,7 @@ import optuna
 
 from engine.config import apply_overrides
 from engine.errors import ConfigError, DataError, did_you_mean
+from engine.schema import check_unique, convert
 from models.errors import ModelContractError
 from research.config import (
     ARCHITECTURES,
@@ -100,8 +101,9 @@ _SECTIONS = ("data", "label", "model", "train")
 _DATA_SECTIONS = ("data", "label", "features")
 """A trial that changes these needs its own windows; the others share the study's."""
 
-PosInt = Annotated[int, msgspec.Meta(ge=1)]
-NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=100_000)]
+Endpoint = Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)]
+"""A bound or step of a searched range (finite; the field's own range is checked too)."""
 Scalar = str | int | float | bool
 
 
@@ -110,11 +112,11 @@ class ParamSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only
 
     type: Literal["int", "float", "categorical"]
     """int (suggest_int), float (suggest_float) or categorical (suggest_categorical)."""
-    low: float | None = None
+    low: Endpoint | None = None
     """int / float: lower bound (inclusive)."""
-    high: float | None = None
+    high: Endpoint | None = None
     """int / float: upper bound (inclusive)."""
-    step: float | None = None
+    step: Endpoint | None = None
     """int / float: grid step (not with log)."""
     log: bool = False
     """int / float: sample on a log scale (low > 0)."""
@@ -129,17 +131,17 @@ class TuneConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     """Objective, maximised: a trial's best validation value (also its early-stopping metric)."""
     pruner: Literal["median", "hyperband", "none"] = "median"
     """median (stop a trial below the median of earlier trials at the same epoch), hyperband or none."""
-    seed: int = 42
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)] = 42
     """Seed of the TPE sampler (per trial: seed and trial number)."""
-    startup_trials: NonNegInt = 5
+    startup_trials: Count = 5
     """Random trials before TPE models the space."""
-    prune_startup_trials: NonNegInt = 3
+    prune_startup_trials: Count = 3
     """median: trials that must finish before any trial is pruned."""
-    prune_warmup_epochs: NonNegInt = 1
+    prune_warmup_epochs: Count = 1
     """median: epochs every trial runs before it can be pruned."""
-    min_epochs: PosInt = 1
+    min_epochs: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1
     """hyperband: the smallest epoch budget of a bracket (max: train.epochs)."""
-    reduction_factor: Annotated[int, msgspec.Meta(ge=2)] = 3
+    reduction_factor: Annotated[int, msgspec.Meta(ge=2, le=100)] = 3
     """hyperband: keep 1/reduction_factor of the trials at each rung."""
     architectures: list[str] = msgspec.field(default_factory=list)
     """Architectures to search (as model.architecture); empty = the config's model.architecture."""
@@ -212,33 +214,8 @@ def resolve_param(name: str) -> str:
 # --- loading ---------------------------------------------------------------------------------
 
 
-def _explain(exc: msgspec.ValidationError, where: str, struct: type[msgspec.Struct]) -> ConfigError:
-    """A msgspec error in the table *where* (``tune``, ``tune.space.gru.hidden``) with a suggestion."""
-    text = str(exc)
-    hints = typing.get_type_hints(struct)
-    choices = list(struct.__struct_fields__)
-    if text.startswith("Object contains unknown field"):
-        name = text.split("`")[1]
-        return ConfigError(f"unknown key '{where}.{name}'{did_you_mean(name, choices)} "
-                           f"(valid keys here: {', '.join(choices)})")
-    path = text.split("`$")[-1].rstrip("`").lstrip(".") if "`$" in text else ""
-    key = path.split(".")[0].split("[")[0]
-    if "Invalid enum value" in text:
-        value = text.split("'")[1]
-        options = [str(c) for c in typing.get_args(hints.get(key))]
-        return ConfigError(f"{where}.{key} = '{value}' is not a valid choice{did_you_mean(value, options)} "
-                           f"(choose one of {', '.join(options)})")
-    message = text.split(" - at ")[0]
-    return ConfigError(f"bad value for '{where}.{path}': {message}" if path else f"{where}: {message}")
-
-
 def _convert(raw: Any, struct: type[msgspec.Struct], where: str, source: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: [{where}] must be a table")
-    try:
-        return msgspec.convert(raw, struct, strict=False)
-    except msgspec.ValidationError as exc:
-        raise ConfigError(f"{source}: {_explain(exc, where, struct)}") from None
+    return convert(raw, struct, source, prefix=where)
 
 
 def tune_config_from_dict(raw: dict[str, Any], cfg: TrainConfig, source: str = "config") -> TuneConfig:
@@ -249,6 +226,8 @@ def tune_config_from_dict(raw: dict[str, Any], cfg: TrainConfig, source: str = "
     space_raw = raw.get("space", {})
     if not isinstance(space_raw, dict):
         raise ConfigError(f"{source}: [tune.space] must be a table of [tune.space.<all|architecture>] tables")
+    if tune.architectures:
+        check_unique(list(tune.architectures), f"{source}: tune.architectures", "architecture")
     for arch in tune.architectures:
         if arch not in ARCHITECTURES:
             raise ConfigError(f"{source}: tune.architectures: '{arch}' is unknown{did_you_mean(arch, ARCHITECTURES)} "
@@ -369,10 +348,15 @@ def load_tune_config(path: str | Path, overrides: list[str] | None = None) -> tu
 # --- storage ---------------------------------------------------------------------------------
 
 
-def default_storage_url(root: str | Path | None = None) -> str:
-    """``sqlite:///<root>/runs/optuna.db`` (root: the working directory)."""
-    base = Path(root) if root is not None else Path.cwd()
-    return f"sqlite:///{(base / 'runs' / 'optuna.db').resolve()}"
+def default_storage_url(runs: str | Path | None = None) -> str:
+    """``sqlite:///<runs>/optuna.db``; *runs* defaults to ``runs/`` in the working directory."""
+    base = Path(runs) if runs is not None else Path.cwd() / "runs"
+    return f"sqlite:///{(base / 'optuna.db').resolve()}"
+
+
+def tune_root(cfg: TrainConfig) -> Path:
+    """Where a study's files go: beside ``output.run_dir`` when the config names one, else ``runs/``."""
+    return Path(cfg.output.run_dir) if cfg.output.run_dir else Path("runs")
 
 
 def _redacted(url: Any) -> str:
@@ -431,10 +415,12 @@ def open_storage(url: str | None = None, *, heartbeat_s: int | None = 60,
                     text, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_s,
                     grace_period=None if heartbeat_s is None else 3 * heartbeat_s,
                 )
-        except (ImportError, sqlalchemy.exc.NoSuchModuleError) as exc:
-            driver = "psycopg2-binary" if backend == "postgresql" else f"the {parsed.drivername} driver"
-            raise ConfigError(f"--storage {shown}: the database driver is not installed ({_first(exc)}); "
-                              f"pip install {driver}") from None
+        except ImportError:
+            from research.db_drivers import missing_driver_advice
+
+            raise ConfigError(f"--storage {shown}: {missing_driver_advice(text)}") from None
+        except sqlalchemy.exc.NoSuchModuleError as exc:
+            raise ConfigError(f"--storage {shown}: {_first(exc)}; {example}") from None
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             last = exc  # another worker is creating the same tables: try again
             time.sleep(0.5 + random.random() * (attempt + 1))
@@ -580,10 +566,10 @@ class TuneSession:
         self.study_name = study_name or cfg.run_name
         self.config_path = str(config_path) if config_path is not None else None
         self.overrides = list(overrides or [])
-        self.out_dir = (Path(out_root) if out_root is not None else Path("runs") / "tune") / self.study_name
+        self.out_dir = (Path(out_root) if out_root is not None else tune_root(cfg) / "tune") / self.study_name
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         # 1. storage and study (fail before any data or training)
-        self.storage = open_storage(storage)
+        self.storage = open_storage(storage or default_storage_url(tune_root(cfg)))
         self.storage_shown = _redacted_url(self.storage.url)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

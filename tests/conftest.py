@@ -9,6 +9,7 @@ failure: in CI every test runs.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,30 @@ def real_data() -> Path:
 def hourly_dir(real_data: Path) -> Path:
     """The 30-symbol real hourly universe (IBKR + yfinance CSVs)."""
     return real_data / "equities" / "hourly" / "market-base"
+
+
+@pytest.fixture(scope="session")
+def _internal_error_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A file every sigtrade CLI run of this session appends its internal errors to (exit 70)."""
+    from engine.cli.app import INTERNAL_ERROR_LOG
+
+    path = tmp_path_factory.mktemp("internal-errors") / "exit70.log"
+    path.touch()
+    os.environ[INTERNAL_ERROR_LOG] = str(path)  # inherited by CLI subprocesses
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_internal_error(_internal_error_log: Path) -> Iterator[None]:
+    """Fail a test during which any CLI run (in-process or a subprocess) reached exit 70.
+
+    Exit 70 is sigtrade's "internal error - this is a bug" handler: whatever input got there
+    is a defect, even when the test itself expected a failure.
+    """
+    before = _internal_error_log.stat().st_size
+    yield
+    with _internal_error_log.open(encoding="utf-8") as fh:
+        fh.seek(before)
+        new = fh.read()
+    if new:
+        pytest.fail(f"a sigtrade command reached the internal-error handler (exit 70):\n{new[-4000:]}")

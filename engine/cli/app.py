@@ -20,7 +20,7 @@ from models.errors import ModelContractError as ModelsContractError
 # models/ cannot import engine/, so its errors are a tree of their own; same handling
 _USER_ERRORS = (SigtradeError, ModelsContractError)
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, emoji=False)
 app = typer.Typer(
     name="sigtrade",
     help="Event-driven backtests and paper trading of neural-network strategies.",
@@ -82,6 +82,23 @@ def _click_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[Bas
     return tuple(usage), tuple(abort)
 
 
+INTERNAL_ERROR_LOG = "SIGTRADE_INTERNAL_ERROR_LOG"
+"""Environment variable naming a file each internal error (exit 70) is appended to (the tests set it)."""
+
+
+def _record_internal_error(args: list[str], exc: BaseException) -> None:
+    """Append the command and traceback of an internal error to ``$SIGTRADE_INTERNAL_ERROR_LOG``."""
+    import os
+    import traceback
+
+    path = os.environ.get(INTERNAL_ERROR_LOG)
+    if not path:
+        return
+    text = "".join(traceback.format_exception(exc))
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(f"sigtrade {' '.join(args)}\n{text}\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; turn sigtrade errors into one message and a non-zero exit."""
     _register_all()
@@ -108,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(130)
         if debug:
             raise
+        _record_internal_error(args, exc)
         err_console.print(
             f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}\n"
             "This is a bug in sigtrade; re-run with --debug for the traceback and report it.",

@@ -67,7 +67,11 @@ def backtest(
     from engine.runner import run_backtest
 
     cfg = load_config(config, set_)
-    console = Console(stderr=True)
+    if out is not None:
+        from engine.outputs import check_output_dir
+
+        check_output_dir(out, "--out", protected=[cfg.data.catalog])
+    console = Console(stderr=True, emoji=False)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console, transient=True,
         disable=not console.is_terminal,
@@ -83,7 +87,7 @@ def backtest(
     if as_json:
         sys.stdout.write(json.dumps(result.metrics, indent=2, sort_keys=False) + "\n")
         return
-    stdout = Console()
+    stdout = Console(emoji=False)
     label = "SYNTHETIC DATA - " if result.synthetic else ""
     title = f"{label}{cfg.strategy.kind} on {len(result.symbols)} symbol(s), {cfg.data.bar} bars"
     stdout.print(summary_table(result.metrics, title, result.benchmark_symbol))
@@ -99,13 +103,19 @@ def _replay(config: Path, set_: list[str], path: Path, out: Path | None) -> None
     from engine.replay import compare_decisions, read_jsonl, replay
 
     cfg = None if str(config) == "-" else load_config(config, set_)
+    if out is not None:
+        from engine.outputs import check_output_dir
+
+        check_output_dir(out, "--out", protected=[path])
     replayed = replay(path, cfg)
     recorded = read_jsonl(path / "decisions.jsonl")
     diffs = compare_decisions(recorded, replayed)
-    stdout = Console()
+    stdout = Console(emoji=False)
     if out is not None:
+        from engine.catalog import atomic_write_text
+
         out.mkdir(parents=True, exist_ok=True)
-        (out / "replay_decisions.json").write_text(json.dumps(replayed, indent=1))
+        atomic_write_text(out / "replay_decisions.json", json.dumps(replayed, indent=1))
     actions = sum(1 for r in replayed if r["action"] != "hold")
     if diffs:
         stdout.print(f"replay of {path}: {len(diffs)} difference(s) between the paper session and the backtest:",

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from engine.errors import ConfigError
+from engine.outputs import check_output_dir, check_output_file
 
 if TYPE_CHECKING:  # pandas and NautilusTrader load only when a command runs: `--help` stays fast
     import pandas as pd
@@ -34,8 +35,8 @@ ingest_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 
 def _et(ts: pd.Timestamp | None) -> str:
@@ -83,8 +84,11 @@ def csv_command(
         raise ConfigError("no input: pass one or more CSV/Parquet files or directories, e.g. data/SPY_1h.csv")
     if catalog is None:
         raise ConfigError("--catalog DIR is required: the catalog to write into, e.g. --catalog catalogs/mydata")
+    check_output_dir(catalog, "--catalog")
     bar_minutes(bar)
     check_tz(tz)
+    if problems_csv is not None:
+        check_output_file(problems_csv, "--problems", protected=[catalog])
     files = expand_paths(paths)
     with Progress(
         TextColumn("checking"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
@@ -214,11 +218,14 @@ def alpaca_command(
         raise ConfigError("--start is required: the first bar to fetch, e.g. --start 2024-01-02")
     if catalog is None:
         raise ConfigError("--catalog DIR is required: the catalog to write into, e.g. --catalog catalogs/alpaca")
+    check_output_dir(catalog, "--catalog")
     try:
         config = msgspec.convert({"feed": feed, "adjustment": adjustment}, AlpacaConfig)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{exc}: --feed takes iex or sip, --adjustment raw, split, dividend or all") from exc
-    names = [s for s in symbols.split(",") if s.strip()]
+    from engine.adapters.alpaca.news import check_symbols
+
+    names = check_symbols(symbols.split(","))
     with Progress(
         TextColumn("fetching"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
         TimeElapsedColumn(), console=err_console, transient=True, disable=not err_console.is_terminal,
@@ -300,6 +307,7 @@ def news_csv_command(
         raise ConfigError("no input: pass a news CSV, e.g. sigtrade ingest news-csv news.csv --catalog catalogs/mydata")
     if catalog is None:
         raise ConfigError("--catalog DIR is required: the catalog to store the news in, e.g. --catalog catalogs/mydata")
+    check_output_dir(catalog, "--catalog")
     check_tz(tz)
     store = importlib.import_module("research.news.store")  # engine never imports research at module level
     report = store.ingest_news_csv(path, catalog, tz=tz)
@@ -345,6 +353,7 @@ def news_command(
         raise ConfigError("--start is required: the earliest article to fetch, e.g. --start 2024-01-02")
     if catalog is None:
         raise ConfigError("--catalog DIR is required: the catalog to store the news in, e.g. --catalog catalogs/mydata")
+    check_output_dir(catalog, "--catalog")
     if catalog.exists() and not catalog.is_dir():
         raise ConfigError(f"--catalog {catalog} is a file, not a directory: choose a directory such as catalogs/mydata")
     names = check_symbols(symbols.split(","))

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console()
+console = Console(emoji=False)
 models_app = typer.Typer(
     name="models",
     help="List, inspect and validate ONNX signal models (model.onnx + card.json).",

@@ -22,8 +22,19 @@ def paper(
     from engine.config import load_config
     from engine.paper import run_paper
 
+    levels = ("ERROR", "WARNING", "INFO", "DEBUG")
+    if log_level.upper() not in levels:
+        from engine.errors import ConfigError, did_you_mean
+
+        raise ConfigError(f"--log-level {log_level!r} is not one of {', '.join(levels)}"
+                          f"{did_you_mean(log_level.upper(), levels)}")
     cfg = load_config(config, set_)
-    console = Console(stderr=True)
+    from engine.outputs import check_output_dir
+
+    check_output_dir(out, "--out", protected=[cfg.data.catalog])
+    if record is not None:
+        check_output_dir(record, "--record", protected=[cfg.data.catalog])
+    console = Console(stderr=True, emoji=False)
     run_paper(cfg, out=out, live=live, record=record, stop_after_bars=stop_after_bars,
               status=lambda line: console.print(line, markup=False, highlight=False), log_level=log_level.upper())
 

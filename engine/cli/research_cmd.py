@@ -21,9 +21,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.errors import MissingExtraError
+from engine.errors import ConfigError, MissingExtraError
+from engine.outputs import check_output_dir
 
-console = Console(stderr=True)
+console = Console(stderr=True, emoji=False)
 _INSTALL = "pip install -e '.[research]' (install torch first: see README)"
 
 
@@ -59,6 +60,8 @@ def train(
     rconfig = _research("config")
     rtrain = _research("train")
     cfg = rconfig.load_train_config(config, set_)
+    check_output_dir(cfg.run_path, "output.run_dir" if cfg.output.run_dir else "the run folder",
+                     protected=[cfg.data.catalog])
     command = _command("train", str(config), sets=set_)
     tracker = _research("tracking", needs=("mlflow",)).Tracker(tracking_uri) if track else None  # checked before any training
     with console.status("building labelled windows ..."):
@@ -124,6 +127,9 @@ def export(
 ) -> None:
     """Export a checkpoint to model.onnx + card.json (opset 17, sigmoid inside) and validate it."""
     rexport = _research("export")
+    if not source.exists():
+        raise ConfigError(f"export: {source} does not exist: give a run folder (runs/<name>) or its best.pt")
+    check_output_dir(out, "--out")
     command = _command("export", str(source), "--out", str(out), *(["--name", name] if name else []))
     result = rexport.export(source, out, name=name, command=command)
     card = result.card
@@ -150,6 +156,8 @@ def evaluate(
 ) -> None:
     """Score a split with the exported model: metrics, threshold grid, PR and ROC curves."""
     revaluate = _research("evaluate", needs=("matplotlib",))
+    if out is not None:
+        check_output_dir(out, "--out", protected=[catalog] if catalog else [])
     with console.status(f"scoring the {split} split ..."):
         result = revaluate.evaluate(model, split, config=config, catalog=catalog, out=out)
     m = result.metrics
@@ -161,7 +169,7 @@ def evaluate(
         table.add_row(key, _fmt(m[key]), _fmt(m[f"{key}_at_0.5"]))
     table.add_row("PR-AUC", _fmt(m["pr_auc"]), "")
     table.add_row("ROC-AUC", _fmt(m["roc_auc"]), "")
-    out_console = Console()
+    out_console = Console(emoji=False)
     out_console.print(table)
     grid = result.grid
     coarse = grid[(grid["threshold"] * 100).round().astype(int) % 5 == 0]

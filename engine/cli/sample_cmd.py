@@ -14,7 +14,7 @@ from rich.table import Table
 DEFAULTS = {"seed": 7, "n_symbols": 24, "start": "2023-01-03", "end": "2025-12-31"}
 BENCHMARK = "SPY"
 DEFAULT_CATALOG = Path("catalogs/sample")
-console = Console()
+console = Console(emoji=False)
 
 
 def sample(
@@ -39,8 +39,10 @@ def sample(
 
     Made-up symbols (SYN01, SYN02, ...) around an index-like SPY benchmark, labelled synthetic in the catalog: never market data. Running it again with the same options does nothing.
     """
+    from engine.outputs import check_output_dir
     from engine.sample import SampleSpec, is_current, write_sample
 
+    check_output_dir(catalog, "--catalog")
     spec = SampleSpec(seed=seed, n_symbols=symbols, start=start, end=end)
     if not force and is_current(catalog, spec):
         console.print(

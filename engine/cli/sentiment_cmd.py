@@ -32,8 +32,8 @@ sentiment_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 
 def _news(module: str, needs: tuple[str, ...] = ("torch", "transformers")) -> ModuleType:

@@ -220,13 +220,17 @@ def sweep(
         spec = parse_walk_forward(walk_forward)
     axes = parse_grid(grid)
     base_cfg = load_config(config, set_)  # validates the file and the overrides
+    if out is not None:
+        from engine.outputs import check_output_dir
+
+        check_output_dir(out, "--out", protected=[base_cfg.data.catalog])
     raw = apply_overrides(tomllib.loads(Path(config).read_text(encoding="utf-8")), set_)
     if jobs:
         import numba
 
         numba.set_num_threads(min(jobs, numba.config.NUMBA_NUM_THREADS))
-    console = Console(stderr=True)
-    stdout = Console() if Console().is_terminal else Console(width=200)
+    console = Console(stderr=True, emoji=False)
+    stdout = Console(emoji=False) if Console(emoji=False).is_terminal else Console(width=200, emoji=False)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
         console=console, transient=True, disable=not console.is_terminal,

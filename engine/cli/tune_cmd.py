@@ -20,7 +20,7 @@ from rich.table import Table
 
 from engine.cli.research_cmd import _research
 
-console = Console(stderr=True)
+console = Console(stderr=True, emoji=False)
 
 
 def _fmt(value: Any) -> str:
@@ -32,7 +32,7 @@ def _fmt(value: Any) -> str:
 def tune(
     config: Annotated[Path, typer.Argument(help="Training config (TOML) with an optional \\[tune] table, e.g. config/train_demo_gru.toml.")],
     trials: Annotated[int, typer.Option("--trials", min=1, help="Trials this process runs (other workers add theirs).")] = 20,
-    storage: Annotated[str | None, typer.Option("--storage", help="Optuna storage (SQLAlchemy URL), e.g. postgresql+psycopg2://user:pass@host:5432/db. Default: sqlite:///runs/optuna.db.")] = None,
+    storage: Annotated[str | None, typer.Option("--storage", help="Optuna storage (SQLAlchemy URL), e.g. postgresql+psycopg2://user:pass@host:5432/db. Default: sqlite:///runs/optuna.db (beside output.run_dir when the config names one).")] = None,
     study: Annotated[str | None, typer.Option("--study", help="Study name; workers with the same storage and name join it. Default: the config's name.")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Override a field: --set train.epochs=5 or --set tune.pruner=hyperband (repeatable).")] = [],  # noqa: B006
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")] = None,
@@ -45,6 +45,12 @@ def tune(
     needs = ("torch", "onnx", "optuna", "mlflow") if track else ("torch", "onnx", "optuna")
     rtune = _research("tune", needs=needs)
     cfg, tune_cfg = rtune.load_tune_config(config, set_)
+    from engine.outputs import check_output_dir
+
+    check_output_dir(rtune.tune_root(cfg) / "tune", "output.run_dir" if cfg.output.run_dir else "runs/tune",
+                     protected=[cfg.data.catalog])
+    if export_best is not None:
+        check_output_dir(export_best, "--export-best", protected=[cfg.data.catalog])
     with console.status("opening the study and the tracking store ..."):
         session = rtune.TuneSession(cfg, tune_cfg, storage=storage, study_name=study,
                                     tracking_uri=tracking_uri, track=track, config_path=str(config),
@@ -103,7 +109,7 @@ def tune(
 
 def _print_summary(summary: Any, metric: str) -> None:
     counts = ", ".join(f"{n} {state}" for state, n in sorted(summary.counts.items())) or "no trials"
-    out = Console()
+    out = Console(emoji=False)
     if summary.best_number is None:
         out.print(f"study '{summary.study}': {counts}; no completed trial yet", highlight=False)
     else:

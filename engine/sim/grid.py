@@ -192,7 +192,7 @@ def check_values(raw: dict[str, Any], axes: Sequence[Axis], source: str) -> None
         for v in ax.values:
             trial = _set(raw, ax.key, v)
             try:
-                msgspec.convert(trial, BacktestConfig, strict=False)
+                msgspec.convert(trial, BacktestConfig, strict=True)
             except msgspec.ValidationError:
                 try:
                     config_from_dict(trial, source)

@@ -35,6 +35,7 @@ from models.card import (
     write_card,
 )
 from models.features import FEATURE_SET
+from models.input_contract import contract_metadata
 
 OPSET = 17
 
@@ -209,13 +210,24 @@ def write_artifact(
     prob_quantiles: Sequence[float] | None = None,
     output_shape: Sequence[int] = (-1, 1),
     seed: int = 0,
+    contract: bool = True,
 ) -> Path:
-    """Write ``model.onnx`` and a card matching it into *directory*; return the directory."""
+    """Write ``model.onnx`` and a card matching it into *directory*; return the directory.
+
+    The graph carries the input contract of :mod:`models.input_contract` (as an export
+    writes it) unless ``contract`` is False (a model exported before the contract existed).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    mean, std = scaler if scaler is not None else identity_scaler(len(features))
+    if contract:
+        model = onnx.ModelProto.FromString(model.SerializeToString())
+        onnx.helper.set_model_props(model, contract_metadata(
+            feature_set=feature_set_name, version=feature_set_version, features=features, lookback=lookback,
+            scaler_mean=[float(m) for m in mean], scaler_std=[float(s) for s in std], asset_map=asset_map,
+        ))
     blob = model.SerializeToString()
     (directory / "model.onnx").write_bytes(blob)
-    mean, std = scaler if scaler is not None else identity_scaler(len(features))
     inputs = [TensorSpec(name="features", shape=(-1, lookback, len(features)), dtype="float32")]
     if asset_map is not None:
         inputs.append(TensorSpec(name="asset_id", shape=(-1,), dtype="int64"))

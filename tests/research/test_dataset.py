@@ -211,13 +211,13 @@ def test_non_finite_prices_and_features_are_refused(tiny_catalog: Path, tiny_fra
 
 
 def test_unknown_names_suggest_the_right_one(tiny_catalog: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"model.architecture = 'gruu' is not a valid choice - did you mean 'gru'\?"):
+    with pytest.raises(ConfigError, match=r"model.architecture = \"gruu\" is not a valid choice - did you mean 'gru'\?"):
         train_config_from_dict(tiny_raw(tiny_catalog, model={"architecture": "gruu"}))
     with pytest.raises(ConfigError, match=r"unknown key 'train.learning_rate'.*valid keys here: epochs"):
         train_config_from_dict(tiny_raw(tiny_catalog, train={"learning_rate": 0.1}))
     with pytest.raises(ConfigError, match=r"unknown key 'model.hiden' - did you mean 'hidden'\?"):
         train_config_from_dict(tiny_raw(tiny_catalog, model={"hiden": 8}))
-    with pytest.raises(ConfigError, match=r"train.loss = 'focall' .* did you mean 'focal'\?"):
+    with pytest.raises(ConfigError, match=r"train.loss = \"focall\" .* did you mean 'focal'\?"):
         train_config_from_dict(tiny_raw(tiny_catalog, train={"loss": "focall"}))
     with pytest.raises(ConfigError, match="must be chronological and disjoint"):
         train_config_from_dict(tiny_raw(tiny_catalog, data={"validation": "2023-03-01..2023-05-15"}))

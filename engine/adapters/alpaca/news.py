@@ -59,8 +59,12 @@ def make_news_client(config: AlpacaConfig) -> Any:
 
 
 def check_symbols(symbols: Iterable[str]) -> list[str]:
-    """Upper-cased, de-duplicated symbols; ConfigError on an empty list or a malformed symbol."""
-    names = list(dict.fromkeys(s.strip().upper() for s in symbols if s.strip()))
+    """Upper-cased, de-duplicated symbols (a repeat is warned about); ConfigError on an empty list or a bad symbol."""
+    given = [s.strip().upper() for s in symbols if s.strip()]
+    names = list(dict.fromkeys(given))
+    repeated = sorted({s for s in given if given.count(s) > 1})
+    if repeated:
+        log.warning("--symbols lists %s more than once: each is fetched once", ", ".join(repeated))
     if not names:
         raise ConfigError("--symbols is empty: name one or more symbols, e.g. --symbols AAPL,MSFT")
     bad = [s for s in names if not _SYMBOL_RE.match(s)]
