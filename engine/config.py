@@ -73,8 +73,8 @@ class CostsConfig(_Section):
 
     commission_bps: Bps = 10.0
     """Commission per side in basis points of the fill's notional (10 = 0.10 %)."""
-    commission_per_share: Annotated[float, msgspec.Meta(ge=0, le=100)] = 0.0
-    """Commission per share per side in USD, added to the bps part."""
+    commission_per_share: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+    """Commission per share per side in USD, added to the bps part (0 to 1; brokers charge around 0.005)."""
     commission_min: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] = 0.0
     """Minimum commission per fill in USD."""
     slippage_bps: Bps = 5.0
@@ -264,6 +264,13 @@ class BacktestConfig(_Section):
             raise ConfigError(
                 f"data.start ({self.data.start}) is after data.end ({self.data.end}): "
                 "swap them or widen the range"
+            )
+        position = self.portfolio.capital * self.portfolio.position_size
+        if self.costs.commission_min > position:
+            raise ConfigError(
+                f"costs.commission_min (${self.costs.commission_min:,.2f} per fill) is more than a whole position "
+                f"(portfolio.capital x position_size = ${position:,.2f}): every fill would cost more than it buys; "
+                "it is in USD per fill, e.g. 1.0"
             )
         st = self.strategy
         if st.kind == "sma_cross" and st.fast >= st.slow:

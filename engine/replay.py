@@ -57,7 +57,7 @@ def start_record(path: Path, cfg: BacktestConfig, meta: dict[str, Any]) -> None:
     path.mkdir(parents=True, exist_ok=True)
     session = path / SESSION
     if session.exists():
-        old = json.loads(session.read_text())
+        old = _read_json(session)
         meta = {**meta, "started_ns": old.get("started_ns", meta["started_ns"]),
                 "trade_from_ns": old.get("trade_from_ns", meta["trade_from_ns"]),
                 "restarts": int(old.get("restarts", 0)) + 1}
@@ -84,7 +84,11 @@ def read_bars(path: Path) -> pd.DataFrame:
         frame = pd.DataFrame(rows, columns=["symbol", "ts", *COLUMNS, "live", "extra"])
         frame["extra"] = frame["extra"].eq(True)  # absent (a traded symbol's bar) -> False
     elif parquet.exists():
-        frame = pd.read_parquet(parquet)
+        try:
+            frame = pd.read_parquet(parquet)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{parquet}: not a readable recording ({str(exc).splitlines()[0]}); the bars of "
+                            f"this session are lost unless bars.jsonl is restored") from None
     else:
         raise DataError(f"{path} holds no recorded bars (bars.parquet or bars.jsonl): record a session with "
                         "`sigtrade paper CONFIG --record DIR`")
@@ -104,7 +108,30 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Records of a JSON-lines file ([] when absent)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out = []
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            raise DataError(f"{path}, line {n}: not a JSON record ({line[:60]!r}); the file is damaged - "
+                            "restore it from the recording or remove that line") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path}, line {n}: expected a JSON object, found {line[:60]!r}")
+        out.append(record)
+    return out
+
+
+def _read_json(file: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(file.read_text(errors="replace"))
+    except ValueError as exc:
+        raise DataError(f"{file}: not valid JSON ({exc}); the recording is damaged: restore {file.name} "
+                        "or record the session again") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{file}: expected a JSON object; the recording is damaged")
+    return data
 
 
 def load_session(path: Path) -> tuple[dict[str, Any], BacktestConfig]:
@@ -113,7 +140,9 @@ def load_session(path: Path) -> tuple[dict[str, Any], BacktestConfig]:
     if not session.exists():
         raise DataError(f"{path} is not a paper-session record ({SESSION} missing): record one with "
                         "`sigtrade paper CONFIG --record DIR`")
-    meta = json.loads(session.read_text())
+    meta = _read_json(session)
+    if not isinstance(meta.get("config"), dict):
+        raise DataError(f"{session}: holds no 'config' table; the recording is damaged or not sigtrade's")
     return meta, config_from_dict(meta["config"], source=str(session))
 
 

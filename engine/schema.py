@@ -138,6 +138,11 @@ def _union_args(tp: Any) -> tuple[Any, ...]:
     return (tp,)
 
 
+def _alternatives(tp: Any) -> tuple[Any, ...]:
+    """The members of a union, each with its own ``Annotated`` bounds (``(tp,)`` otherwise)."""
+    return (tp,) if typing.get_origin(tp) is typing.Annotated else _union_args(tp)
+
+
 def bounds_of(tp: Any) -> Bounds:
     """The range stated on a (possibly ``Annotated``) numeric type."""
     _, metas = _strip_annotated(tp)
@@ -269,7 +274,7 @@ def _hint_for(tp: Any, found: Any, key: str) -> str:
             return f"; write {key} = {'true' if _BOOL_WORDS[word] else 'false'} (no quotes)"
         return f"; write {key} = true or {key} = false"
     if int in bases and isinstance(found, float) and math.isfinite(found) and found.is_integer():
-        if bounds_of(next(a for a in _union_args(base) if _strip_annotated(a)[0] is int)).contains(found):
+        if bounds_of(next(a for a in _alternatives(tp) if _strip_annotated(a)[0] is int)).contains(found):
             return f"; write {key} = {int(found)} (a whole number, no decimal point)"
         return ""
     if (int in bases or float in bases) and isinstance(found, str):

@@ -42,7 +42,7 @@ import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 import numpy as np
@@ -145,7 +145,7 @@ class SentimentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_
     """``decayed_mean`` or ``count_weighted`` (see :mod:`models.sentiment`)."""
     half_life: str = "1D"
     """Time for an article's weight to halve, in wall-clock time (pandas Timedelta text: "6h", "1D")."""
-    prior: float = 1.0
+    prior: Annotated[float, msgspec.Meta(gt=0, le=1e6)] = 1.0
     """Neutral pseudo-articles of ``count_weighted`` (> 0)."""
     score: Literal["p_positive - p_negative"] = "p_positive - p_negative"
     """What an article's score is (the only definition so far)."""

@@ -105,6 +105,10 @@ class TrainResult:
         return out
 
 
+class TrainingDiverged(ConfigError):
+    """The loss or the network's outputs became non-finite: the settings (often the learning rate) are unusable."""
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during training: the best checkpoint is kept; ``result`` says where and which epoch."""
 
@@ -371,6 +375,14 @@ def train(
             data_time += fetch
             samples += seen
             probs, val_loss = predict_probs(net, val_ds, loss_fn=loss_fn)
+            if not (math.isfinite(total_loss) and np.isfinite(probs).all()):
+                kept = (f"the checkpoint of epoch {result.best_epoch} is kept" if result.checkpoint
+                        else "no checkpoint was saved")
+                raise TrainingDiverged(
+                    f"training diverged in epoch {epoch}: the training loss is {total_loss / max(seen, 1):g} "
+                    f"and the network outputs non-finite probabilities; lower train.lr (now {t.lr:g}) or "
+                    f"clip gradients (train.grad_clip, now {t.grad_clip:g}); {kept}"
+                )
             y_val = data.splits["validation"].labels
             vm = classification_metrics(y_val, probs, 0.5)
             monitor = vm[metric_name]

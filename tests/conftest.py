@@ -68,3 +68,15 @@ def _no_internal_error(_internal_error_log: Path) -> Iterator[None]:
         new = fh.read()
     if new:
         pytest.fail(f"a sigtrade command reached the internal-error handler (exit 70):\n{new[-4000:]}")
+
+
+# Property tests run the same examples every time (no example database in the working
+# tree, no flakiness in CI); HYPOTHESIS_PROFILE=explore searches afresh and harder.
+try:
+    from hypothesis import settings as _hyp_settings
+
+    _hyp_settings.register_profile("sigtrade", database=None, derandomize=True, deadline=None, print_blob=True)
+    _hyp_settings.register_profile("explore", database=None, deadline=None, max_examples=2_000)
+    _hyp_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "sigtrade"))
+except ImportError:  # hypothesis is part of the [dev] extra
+    pass

@@ -204,7 +204,7 @@ def sweep(
 
     from engine.config import apply_overrides, load_config
     from engine.errors import ConfigError
-    from engine.sim.grid import grid_size, parse_grid
+    from engine.sim.grid import check_values, grid_size, parse_grid
     from engine.sim.sweep import METRICS, load_fastpath, never_allowing_regimes, plan, run_sweep
 
     if metric not in METRICS:
@@ -225,6 +225,7 @@ def sweep(
 
         check_output_dir(out, "--out", protected=[base_cfg.data.catalog])
     raw = apply_overrides(tomllib.loads(Path(config).read_text(encoding="utf-8")), set_)
+    check_values(raw, axes, str(config))  # every swept value, before the model is scored
     if jobs:
         import numba
 

@@ -168,6 +168,11 @@ def _norm(name: object) -> str:
 def _sniff_csv_header(path: Path) -> tuple[list[str], int]:
     """Return the column names and the number of header lines of a CSV file."""
     try:
+        with path.open("rb") as fh:
+            head = fh.read(4096)
+        if b"\x00" in head or head.decode("utf-8", errors="replace").count("\ufffd") > 2:
+            raise DataError(f"{path}: binary data, not a CSV text file (is it compressed, or another format?); "
+                            "expected a header line such as date,open,high,low,close,volume")
         with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
             rows = list(itertools.islice(csv.reader(fh), 3))
     except OSError as exc:

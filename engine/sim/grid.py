@@ -69,6 +69,10 @@ SWEEPABLE_HELP = (
 )
 
 
+MAX_AXIS_VALUES = 100_000
+"""Most values one ``--grid`` axis may have (counted before any is made)."""
+
+
 @dataclass(frozen=True)
 class Axis:
     """One swept key and its values, in order."""
@@ -109,6 +113,11 @@ def _range(text: str, spec: str) -> list[Any]:
         raise ConfigError(f"--grid '{text}': the step must be positive")
     if b < a:
         raise ConfigError(f"--grid '{text}': the end ({b}) is before the start ({a}); the grid has no values")
+    if b - a >= step * MAX_AXIS_VALUES:  # compared before dividing: the count may not even fit
+        raise ConfigError(
+            f"--grid '{text}' gives more than {MAX_AXIS_VALUES:,} values on one axis: "
+            "use a coarser step or a narrower range"
+        )
     n = int((b - a) // step)
     values = [a + i * step for i in range(n + 1)]
     integral = all(d == d.to_integral_value() for d in (a, b, step)) and "." not in spec

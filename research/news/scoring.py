@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, DataError
 from models.sentiment import DEFAULT_SCORER, SCORES_FILE, cache_key, scores_path
 from research.news.store import article_text, atomic_write_parquet, read_news
 
@@ -184,7 +184,11 @@ def read_scores(catalog: str | Path) -> pd.DataFrame:
     path = scores_path(catalog)
     if not path.exists():
         return pd.DataFrame({c: pd.Series(dtype=object) for c in SCORE_COLUMNS})
-    return pd.read_parquet(path)
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: the score cache cannot be read ({str(exc).splitlines()[0]}); delete it and "
+                        "run `sigtrade sentiment score` again") from None
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,11 @@ class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 
     max_retries: Annotated[int, msgspec.Meta(ge=0, le=20)] = 5
     """Retries of one request (429 and 5xx together) before giving up."""
-    backoff_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    backoff_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 1.0
     """First wait after a 5xx (or a 429 without ``X-RateLimit-Reset``); doubles each retry."""
-    max_wait_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+    max_wait_s: Annotated[float, msgspec.Meta(gt=0, le=3_600)] = 60.0
     """Longest single wait, also when ``X-RateLimit-Reset`` asks for more."""
-    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=600)] = 30.0
     """HTTP timeout of one request (connect and read)."""
 
 
