@@ -412,7 +412,8 @@ def _scatter_figure(x: np.ndarray, y: np.ndarray, slope: float | None, intercept
         lo, hi = float(np.min(x)), float(np.max(x))
         fig.add_scatter(
             x=[lo, hi], y=[intercept * root + slope * lo, intercept * root + slope * hi], mode="lines",
-            name=f"OLS: OOS = {intercept * root:.2f} + {slope:.2f} × IS", line={"color": "#c0392b", "width": 1.5},
+            name=f"OLS: OOS = {intercept * root:.2f} {'−' if slope < 0 else '+'} {abs(slope):.2f} × IS",
+            line={"color": "#c0392b", "width": 1.5},
         )
     fig.add_hline(y=0.0, line={"color": "#888", "width": 1, "dash": "dot"})
     fig.update_layout(
@@ -598,9 +599,10 @@ def _heatmaps(
     options = "".join(
         f'<option value="{m}"{" selected" if m == metric else ""}>{esc(_LABELS[m])}</option>' for m in metrics
     )
-    marks = f"★ and a black frame mark the best configuration by {esc(metric)} (config {esc(best['config'])})"
+    framed = len(swept) > 1
+    marks = f"★{' and a black frame' if framed else ''} mark the best configuration by {esc(metric)} (config {esc(best['config'])})"
     if choices:
-        marks += "; W1, W2… and a dashed blue frame the configuration each walk-forward window chose"
+        marks += f"; W1, W2…{' and a dashed blue frame' if framed else ''} the configuration each walk-forward window chose"
     if len(swept) == 1:
         lead = (
             f"One swept axis ({esc(swept[0].key)}): a line instead of a heat map; each point is the best configuration "
@@ -628,8 +630,28 @@ def _heatmap_figure(
     ay, ax = axes
     ylab, xlab = [_value(v) for v in ay.values], [_value(v) for v in ax.values]
     annotate = len(ylab) * len(xlab) <= MAX_ANNOTATED_CELLS
+
+    def at(rec: Record) -> tuple[int, int]:
+        return ay.values.index(rec[ay.key]), ax.values.index(rec[ax.key])
+
+    # the walk-forward choices by cell (a cell shows its best configuration, which may not be the one chosen)
+    chosen: dict[tuple[int, int], list[tuple[Any, list[int]]]] = {}
+    for rec, windows in choices:
+        chosen.setdefault(at(rec), []).append((rec["config"], windows))
     grid = [[cells.get((vy, vx)) for vx in ax.values] for vy in ay.values]
-    hover = [[_hover(r, res, metric, best, choices) if r is not None else "no configuration" for r in row] for row in grid]
+    hover = [
+        [
+            "<br>".join(
+                [_hover(r, res, metric, best, choices) if r is not None else "no configuration"]
+                + [
+                    esc(f"walk-forward window(s) {', '.join(map(str, ws))} chose config {c}, in this cell")
+                    for c, ws in chosen.get((i, j), []) if r is None or c != r["config"]
+                ]
+            )
+            for j, r in enumerate(row)
+        ]
+        for i, row in enumerate(grid)
+    ]
     fig = go.Figure()
     for m in metrics:
         z = [[finite(r[m]) if r is not None else None for r in row] for row in grid]
@@ -641,18 +663,18 @@ def _heatmap_figure(
             **scales[m],
         )
 
-    def frame(rec: Record, style: dict[str, Any], inset: float) -> tuple[int, int]:
-        i, j = ay.values.index(rec[ay.key]), ax.values.index(rec[ax.key])
+    def frame(i: int, j: int, style: dict[str, Any], inset: float) -> None:
         fig.add_shape(type="rect", x0=j - 0.5 + inset, x1=j + 0.5 - inset, y0=i - 0.5 + inset, y1=i + 0.5 - inset,
                       line=style, xref="x", yref="y", layer="above")
-        return i, j
 
-    i, j = frame(best, {"color": "#111", "width": 3}, 0.02)
+    i, j = at(best)
+    frame(i, j, {"color": "#111", "width": 3}, 0.02)
     fig.add_annotation(x=j - 0.42, y=i + 0.3, text="★", showarrow=False, xanchor="left", font={"size": 13, "color": "#111"})
-    for rec, windows in choices:
-        i, j = frame(rec, {"color": "#1f5fbf", "width": 2, "dash": "dash"}, 0.1)
-        fig.add_annotation(x=j, y=i - 0.3, text="W" + ",".join(map(str, windows)), showarrow=False,
-                           font={"size": 10, "color": "#0b2f6b"})
+    for (i, j), picks in chosen.items():
+        frame(i, j, {"color": "#1f5fbf", "width": 2, "dash": "dash"}, 0.1)
+        windows = sorted(w for _, ws in picks for w in ws)
+        fig.add_annotation(x=j + 0.4, y=i + 0.3, text="W" + ",".join(map(str, windows)), showarrow=False,
+                           xanchor="right", font={"size": 10, "color": "#0b2f6b"})
     layout = {**LAYOUT, "hovermode": "closest", "height": max(300, 120 + 34 * len(ylab))}
     fig.update_layout(title=f"{ay.key} × {ax.key}", xaxis_title=ax.key, yaxis_title=ay.key, showlegend=False, **layout)
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=xlab, range=[-0.5, len(xlab) - 0.5])
@@ -683,11 +705,15 @@ def _line_figure(
         hovertext=[_hover(best, res, metric, best, choices)], hovertemplate="%{hovertext}<extra></extra>",
     )
     if choices:
+        by_value: dict[Any, tuple[Record, list[int]]] = {}
+        for r, ws in choices:  # the point shows the best configuration of its value: one mark per value
+            by_value.setdefault(r[axis.key], (cells.get((r[axis.key],)) or r, []))[1].extend(ws)
+        marked = list(by_value.values())
         fig.add_scatter(
-            x=[_value(r[axis.key]) for r, _ in choices], y=[finite(r[metric]) for r, _ in choices], meta=metric,
-            mode="markers+text", name="walk-forward choices", text=["W" + ",".join(map(str, ws)) for _, ws in choices],
+            x=[_value(r[axis.key]) for r, _ in marked], y=[finite(r[metric]) for r, _ in marked], meta=metric,
+            mode="markers+text", name="walk-forward choices", text=["W" + ",".join(map(str, sorted(ws))) for _, ws in marked],
             textposition="bottom center", marker={"symbol": "circle-open", "size": 16, "color": "#1f5fbf", "line": {"width": 2}},
-            hovertext=[_hover(r, res, metric, best, choices) for r, _ in choices], hovertemplate="%{hovertext}<extra></extra>",
+            hovertext=[_hover(r, res, metric, best, choices) for r, _ in marked], hovertemplate="%{hovertext}<extra></extra>",
         )
     fig.update_layout(
         title=f"best configuration by {metric} per value of {axis.key}", xaxis_title=axis.key, showlegend=False,
