@@ -164,8 +164,8 @@ class RunFacts:
     synthetic: bool = False
     stats_reason: str | None = None
     """Why there are no overfitting statistics (``--no-stats``, or the error that stopped them)."""
-    verify_top: int = 0
     notes: list[str] = field(default_factory=list)
+    """Lines shown at the end of the page (e.g. why a reference row is missing)."""
 
 
 def overfitting_summary(res: SweepResult, report: OverfittingReport | None, metric: str) -> dict[str, Any]:

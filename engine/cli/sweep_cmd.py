@@ -133,19 +133,27 @@ def _write(res: Any, report: Any, metric: str, out: Path) -> None:
 
 
 def _page(
-    res: Any, report: Any, metric: str, top: int, out: Path, verify: list[Any] | None, wall: float, stats_reason: str | None
+    res: Any, report: Any, metric: str, top: int, out: Path, verify: list[Any] | None, wall: float,
+    stats_reason: str | None, console: Console,
 ) -> Path:
     """Run the benchmark's buy-and-hold and write report.html (and the heatmaps.html that forwards to it)."""
     from engine import catalog as cat
+    from engine.errors import DataError
     from engine.runner import benchmark_frames, run_benchmark
     from engine.sweep_report import RunFacts, render_sweep_html, write_sweep_pages
 
     cfg = res.fast.cfg
-    bench = run_benchmark(cfg, benchmark_frames(cfg, res.fast.window, res.fast.history))
-    refs = _references(res, bench)
+    notes: list[str] = []
+    try:
+        bench = run_benchmark(cfg, benchmark_frames(cfg, res.fast.window, res.fast.history))
+    except DataError as exc:  # a sweep needs no benchmark unless a regime filter reads it
+        bench = None
+        notes.append(f"no buy & hold {cfg.benchmark.symbol} reference: {exc}")
+        console.print(f"[yellow]{notes[-1]}[/]", highlight=False)
+    refs = _references(res, bench) if bench is not None else []
     facts = RunFacts(
         wall_seconds=wall, threads=int(os.environ.get("NUMBA_NUM_THREADS") or _threads()),
-        synthetic=cat.read_index(cfg.data.catalog).synthetic, stats_reason=stats_reason,
+        synthetic=cat.read_index(cfg.data.catalog).synthetic, stats_reason=stats_reason, notes=notes,
     )
     html = render_sweep_html(
         res, report, metric=metric, top=top, run_facts=facts, references=refs, benchmark=bench, verify=verify
@@ -308,7 +316,7 @@ def sweep(
         stdout.print(f"results: {out / 'results.parquet'}, {out / 'results.csv'}, {out / 'overfitting.json'}")
     rows = _verify(res, metric, verify_top, stdout, out) if verify_top else None
     if out is not None:
-        page = _page(res, report, metric, top, out, rows, time.perf_counter() - t_start, stats_reason)
+        page = _page(res, report, metric, top, out, rows, time.perf_counter() - t_start, stats_reason, stdout)
         stdout.print(f"report: {page}")
     if rows is not None and not all(r.identical for r in rows):
         stdout.print("[bold red]the event engine disagrees with the kernel: this is a bug, please report it[/]")

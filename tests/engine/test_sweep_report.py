@@ -308,8 +308,10 @@ def test_the_page_renders_in_chromium_with_the_view_of_its_link(full: SweepRun, 
 # --------------------------------------------------------------------------- sections that cannot be computed
 
 VARIANTS = {
-    # one swept axis, statistics on, no walk-forward, no verify-top: a line instead of heat maps
-    "one-axis": ("--grid", "strategy.entry_threshold=0.50:0.56:0.02", "--top", "3", "--pbo-blocks", "8"),
+    # one swept axis, statistics on, no walk-forward, no verify-top: a line instead of heat maps;
+    # a benchmark missing from the catalog (no filter needs it): no reference row, and the page says why
+    "one-axis": ("--grid", "strategy.entry_threshold=0.50:0.56:0.02", "--top", "3", "--pbo-blocks", "8",
+                 "--set", "benchmark.symbol=QQQ"),
     # --no-stats: no DSR / PBO / walk-forward; a single-valued axis is listed but not mapped
     "no-stats": ("--grid", "strategy.entry_threshold=0.5,0.55", "--grid", "regime.trend.sma=0,50",
                  "--grid", "risk.stop_loss=0.01", "--no-stats"),
@@ -351,11 +353,14 @@ def test_a_section_that_cannot_be_computed_says_why(variant: tuple[str, Path]) -
         by_value = frame.groupby("strategy.entry_threshold")["sharpe"].max()
         assert line["sharpe"]["y"] == [None if math.isnan(v) else v for v in by_value.to_numpy()]
         assert "One swept axis (strategy.entry_threshold)" in html
+        assert rows_of(html, "reference-rows") == [] and data["references"] == []
+        assert "no buy &amp; hold QQQ reference: catalog" in html
     else:
         assert over["overfitting"] is None
         assert "overfitting-absent" in html and html.count("--no-stats") >= 2
         assert set(figs) == {"heatmap-0"}  # entry_threshold x trend.sma; stop_loss has one value
         assert len(rows_of(html, "grid-table")) == 1 + 3
+        assert [r["attrs"]["data-ref"] for r in rows_of(html, "reference-rows")] == ["benchmark"]
         assert "annotations" not in figs["heatmap-0"]["layout"] or all(
             not n["text"].startswith("W") for n in figs["heatmap-0"]["layout"]["annotations"]
         )
