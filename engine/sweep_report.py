@@ -322,7 +322,9 @@ def _logit_histogram(logits: np.ndarray, per_side: int = 12) -> dict[str, Any]:
     return {"edges": edges.tolist(), "counts": counts.astype(int).tolist(), "zero_bin": per_side}
 
 
-def _overfitting(res: SweepResult, report: OverfittingReport | None, facts_: RunFacts) -> tuple[str, dict[str, go.Figure], dict[str, Any]]:
+def _overfitting(
+    res: SweepResult, report: OverfittingReport | None, facts_: RunFacts, metric: str
+) -> tuple[str, dict[str, go.Figure], dict[str, Any]]:
     if report is None:
         reason = facts_.stats_reason or "the overfitting statistics were not computed"
         return _absent("overfitting-absent", f"Not computed: {reason}."), {}, {}
@@ -332,10 +334,16 @@ def _overfitting(res: SweepResult, report: OverfittingReport | None, facts_: Run
     extra: dict[str, Any] = {}
     d = report.dsr
     best = report.best_config
+    first = res.ranked(metric).index[0]
     parts.append(
         f'<p>Best by Sharpe: config <strong id="best-config" data-value="{esc(best)}">{esc(best)}</strong>, Sharpe '
         + _span("best-sharpe", _annual(report.best_sharpe, root), ratio(_annual(report.best_sharpe, root)))
-        + f" (annualised) of <strong id=\"n-trials\" data-value=\"{report.n_trials}\">{report.n_trials:,}</strong> configurations tried.</p>"
+        + f" (annualised) of <strong id=\"n-trials\" data-value=\"{report.n_trials}\">{report.n_trials:,}</strong> configurations tried"
+        + (
+            f" (the statistics choose by Sharpe over every bar, where a flat configuration scores 0; the ranked "
+            f"table's first, by {esc(metric)}, is config {esc(first)})" if first != best else ""
+        )
+        + ".</p>"
     )
     if d is not None:
         parts.append(
@@ -868,7 +876,7 @@ def render_sweep_html(
     """
     bench_symbol = res.fast.cfg.benchmark.symbol
     ranked_html, records = _ranked(res, metric, top, references)
-    over_html, over_figs, over_data = _overfitting(res, report, run_facts)
+    over_html, over_figs, over_data = _overfitting(res, report, run_facts, metric)
     wf_html, wf_figs, wf_data = _walk_forward(res, report, benchmark, bench_symbol, run_facts)
     hm_html, hm_figs, hm_data = _heatmaps(res, report, metric)
     body = (

@@ -231,7 +231,7 @@ def sweep(
     metric: str = typer.Option("sharpe", "--metric", help="Rank by sharpe, total_return, calmar or sortino."),
     top: int = typer.Option(20, "--top", min=1, help="Rows of the ranked table."),
     out: Path | None = typer.Option(None, "--out", help="Write results.parquet/.csv, overfitting.json and report.html here."),
-    verify_top: int = typer.Option(0, "--verify-top", min=0, help="Re-run the K best in the event engine, side by side."),
+    verify_top: int = typer.Option(0, "--verify-top", min=0, help="Re-run the K best in the event engine, side by side (with --out: each re-run's outputs in DIR/verify/<config>/)."),
     jobs: int = typer.Option(0, "--jobs", min=0, help="numba threads (0 = all cores)."),
     walk_forward: str | None = typer.Option(None, "--walk-forward", help="e.g. train=12M,test=3M: choose on each train window, report the stitched test result."),
     pbo_blocks: int = typer.Option(16, "--pbo-blocks", min=2, help="CSCV blocks S of the PBO (even)."),
