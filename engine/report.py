@@ -6,13 +6,13 @@ then moves each file into place, so a reader never sees a half-written file.
 ``report.html`` opens from disk in any browser with no server and no network: plotly.js
 is inlined once and every figure is drawn from inline JSON. Element ids are stable
 (``metrics-table``, ``equity-plot``, ``drawdown-plot``, ``monthly-heatmap``,
-``trades-table``); a small inline script records script errors into ``#js-errors`` and
-adds ``#render-ok`` once every plot has drawn, so a headless browser can check the page.
+``trades-table``); the page frame, stylesheet and scripts are the house style of
+:mod:`engine.html_page` (``#js-errors`` records script errors, ``#render-ok`` appears once
+every plot has drawn, so a headless browser can check the page).
 """
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import os
@@ -25,9 +25,23 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import plotly.io as pio
-from plotly.offline import get_plotlyjs
 
+from engine.html_page import (
+    LAYOUT,
+    config_details,
+    esc,
+    facts,
+    finite,
+    integer,
+    local_index,
+    page,
+    pct,
+    pct_plain,
+    ratio,
+    short_ts,
+    synthetic_banner,
+    usd,
+)
 from engine.metrics import (
     EXCESS_KEYS,
     compare,
@@ -45,8 +59,6 @@ MAX_TRADE_ROWS = 2_000
 
 OUTPUT_FILES = ("metrics.json", "equity.parquet", "fills.parquet", "trades.parquet", "report.html")
 """Every file ``write_outputs`` writes."""
-
-_TZ = "America/New_York"
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -122,22 +134,6 @@ def write_outputs(result: BacktestResult, out_dir: str | Path) -> dict[str, Path
 # ----------------------------------------------------------------------------- formatting
 
 
-def _pct(x: Any) -> str:
-    return "—" if x is None else f"{x * 100:+.2f} %"
-
-
-def _pct_plain(x: Any) -> str:
-    return "—" if x is None else f"{x * 100:.2f} %"
-
-
-def _ratio(x: Any) -> str:
-    return "—" if x is None else f"{x:.2f}"
-
-
-def _usd(x: Any) -> str:
-    return "—" if x is None else f"{'−' if x < 0 else ''}${abs(x):,.2f}"
-
-
 def _days(x: Any) -> str:
     return "—" if x is None else f"{x:,.1f} d"
 
@@ -146,37 +142,29 @@ def _days_diff(x: Any) -> str:
     return "—" if x is None else f"{x:+,.1f} d"
 
 
-def _int(x: Any) -> str:
-    return "—" if x is None else f"{int(x):,}"
-
-
 def _turn(x: Any) -> str:
     return "—" if x is None else f"{x:.2f}×/yr"
 
 
 _ROWS: list[tuple[str, str, Callable[[Any], str]]] = [
-    ("total_return", "Total return", _pct),
-    ("cagr", "CAGR", _pct),
-    ("volatility", "Volatility (ann.)", _pct_plain),
-    ("sharpe", "Sharpe", _ratio),
-    ("sortino", "Sortino", _ratio),
-    ("max_drawdown", "Max drawdown", _pct),
+    ("total_return", "Total return", pct),
+    ("cagr", "CAGR", pct),
+    ("volatility", "Volatility (ann.)", pct_plain),
+    ("sharpe", "Sharpe", ratio),
+    ("sortino", "Sortino", ratio),
+    ("max_drawdown", "Max drawdown", pct),
     ("max_drawdown_duration", "Longest drawdown", _days),
-    ("calmar", "Calmar", _ratio),
-    ("trades", "Trades (round trips)", _int),
-    ("win_rate", "Win rate", _pct_plain),
-    ("profit_factor", "Profit factor", _ratio),
-    ("avg_trade", "Average trade", _usd),
+    ("calmar", "Calmar", ratio),
+    ("trades", "Trades (round trips)", integer),
+    ("win_rate", "Win rate", pct_plain),
+    ("profit_factor", "Profit factor", ratio),
+    ("avg_trade", "Average trade", usd),
     ("turnover", "Turnover", _turn),
-    ("exposure", "Exposure", _pct_plain),
-    ("commission_paid", "Commission paid", _usd),
-    ("slippage_paid", "Slippage paid", _usd),
-    ("final_equity", "Final equity", _usd),
+    ("exposure", "Exposure", pct_plain),
+    ("commission_paid", "Commission paid", usd),
+    ("slippage_paid", "Slippage paid", usd),
+    ("final_equity", "Final equity", usd),
 ]
-
-
-def _e(x: Any) -> str:
-    return html.escape(str(x), quote=True)
 
 
 def _metrics_table(metrics: Mapping[str, Any], bench_symbol: str) -> str:
@@ -184,74 +172,34 @@ def _metrics_table(metrics: Mapping[str, Any], bench_symbol: str) -> str:
     excess = metrics.get("excess") or {}
     rows = []
     for key, label, fmt in _ROWS:
-        diff_fmt = _days_diff if key == "max_drawdown_duration" else _ratio if fmt is _ratio else _pct
+        diff_fmt = _days_diff if key == "max_drawdown_duration" else ratio if fmt is ratio else pct
         diff = diff_fmt(excess.get(key)) if key in EXCESS_KEYS else ""
         rows.append(
-            f'<tr data-key="{_e(key)}"><th scope="row">{_e(label)}</th>'
-            f"<td>{_e(fmt(metrics.get(key)))}</td><td>{_e(fmt(bench.get(key)))}</td>"
-            f"<td>{_e(diff)}</td></tr>"
+            f'<tr data-key="{esc(key)}"><th scope="row">{esc(label)}</th>'
+            f"<td>{esc(fmt(metrics.get(key)))}</td><td>{esc(fmt(bench.get(key)))}</td>"
+            f"<td>{esc(diff)}</td></tr>"
         )
     return (
         '<table id="metrics-table" class="data">'
-        f"<thead><tr><th></th><th>Strategy</th><th>Buy &amp; hold {_e(bench_symbol)}</th>"
+        f"<thead><tr><th></th><th>Strategy</th><th>Buy &amp; hold {esc(bench_symbol)}</th>"
         "<th>Difference</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
     )
-
-
-def _flatten(cfg: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    items: list[tuple[str, Any]] = []
-    for key, value in cfg.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            items.extend(_flatten(value, name + "."))
-        else:
-            items.append((name, value))
-    return items
 
 
 def _config_summary(result: BacktestResult, metrics: Mapping[str, Any]) -> str:
     symbols = result.symbols
     shown = ", ".join(symbols[:20]) + (f" … (+{len(symbols) - 20})" if len(symbols) > 20 else "")
-    facts = [
-        ("Period", f"{_short_ts(metrics.get('start'))} → {_short_ts(metrics.get('end'))}"),
+    items = [
+        ("Period", f"{short_ts(metrics.get('start'))} → {short_ts(metrics.get('end'))}"),
         ("Symbols", f"{len(symbols)}: {shown}" if symbols else "—"),
         ("Benchmark", f"buy & hold {result.benchmark_symbol}"),
-        ("Capital", _usd(metrics.get("capital"))),
-        ("Fills", _int(metrics.get("fills"))),
-        ("Periods / year", _ratio(metrics.get("periods_per_year"))),
-        ("Risk-free rate", _pct_plain(metrics.get("risk_free_rate"))),
+        ("Capital", usd(metrics.get("capital"))),
+        ("Fills", integer(metrics.get("fills"))),
+        ("Periods / year", ratio(metrics.get("periods_per_year"))),
+        ("Risk-free rate", pct_plain(metrics.get("risk_free_rate"))),
     ]
-    facts += [(f"time: {k}", f"{v:.2f} s") for k, v in result.timings.items()]
-    cfg = "".join(
-        f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in _flatten(result.config)
-    )
-    top = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in facts)
-    return (
-        f'<dl id="summary" class="facts">{top}</dl>'
-        '<details id="config"><summary>Configuration</summary>'
-        f'<table id="config-table" class="data compact">{cfg}</table></details>'
-    )
-
-
-def _short_ts(iso: Any) -> str:
-    if not iso:
-        return "—"
-    ts = pd.Timestamp(iso)
-    ts = ts.tz_convert(_TZ) if ts.tz is not None else ts
-    return ts.strftime("%Y-%m-%d %H:%M")
-
-
-def _local(ts: Any) -> pd.DatetimeIndex:
-    idx = pd.DatetimeIndex(ts)
-    return idx.tz_convert(_TZ).tz_localize(None) if idx.tz is not None else idx
-
-
-def _finite(x: Any) -> float | None:
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return f if np.isfinite(f) else None
+    items += [(f"time: {k}", f"{v:.2f} s") for k, v in result.timings.items()]
+    return facts(items) + config_details(result.config)
 
 
 def _trades_table(trades: pd.DataFrame) -> str:
@@ -266,20 +214,20 @@ def _trades_table(trades: pd.DataFrame) -> str:
         note = ""
     else:
         t = trades.iloc[:MAX_TRADE_ROWS]
-        entry = _local(t["entry_ts"]).strftime("%Y-%m-%d %H:%M")
-        exit_ = _local(t["exit_ts"]).strftime("%Y-%m-%d %H:%M")
+        entry = local_index(t["entry_ts"]).strftime("%Y-%m-%d %H:%M")
+        exit_ = local_index(t["exit_ts"]).strftime("%Y-%m-%d %H:%M")
         rows = []
         records = t.to_dict("records")
         for i, (rec, en, ex) in enumerate(zip(records, entry, exit_, strict=True)):
             pnl = float(rec["pnl"])
             cls = "pos" if pnl > 0 else "neg" if pnl < 0 else ""
             rows.append(
-                f"<tr><td>{i + 1}</td><td>{_e(rec['symbol'])}</td><td>{en}</td><td>{ex}</td>"
+                f"<tr><td>{i + 1}</td><td>{esc(rec['symbol'])}</td><td>{en}</td><td>{ex}</td>"
                 f"<td>{float(rec['qty']):,.6g}</td><td>{float(rec['entry_price']):,.4f}</td>"
-                f"<td>{float(rec['exit_price']):,.4f}</td><td class=\"{cls}\">{_usd(pnl)}</td>"
-                f"<td class=\"{cls}\">{_pct(_finite(rec['return']))}</td>"
-                f"<td>{_usd(_finite(rec['commission']))}</td><td>{_int(rec['bars_held'])}</td>"
-                f"<td>{_e(rec.get('exit_reason', ''))}</td></tr>"
+                f"<td>{float(rec['exit_price']):,.4f}</td><td class=\"{cls}\">{usd(pnl)}</td>"
+                f"<td class=\"{cls}\">{pct(finite(rec['return']))}</td>"
+                f"<td>{usd(finite(rec['commission']))}</td><td>{integer(rec['bars_held'])}</td>"
+                f"<td>{esc(rec.get('exit_reason', ''))}</td></tr>"
             )
         body = "".join(rows)
         note = (
@@ -293,30 +241,21 @@ def _trades_table(trades: pd.DataFrame) -> str:
 
 # ----------------------------------------------------------------------------- figures
 
-_LAYOUT: dict[str, Any] = {
-    "template": "plotly_white",
-    "margin": {"l": 60, "r": 20, "t": 40, "b": 40},
-    "hovermode": "x unified",
-    "legend": {"orientation": "h", "y": 1.08, "x": 0},
-    "height": 380,
-}
-
-
 def _equity_figure(frame: pd.DataFrame, bench_symbol: str) -> go.Figure:
-    x = _local(frame.index)
+    x = local_index(frame.index)
     fig = go.Figure()
     fig.add_scatter(x=x, y=frame["strategy"], name="Strategy", line={"color": "#1f5fbf", "width": 1.6})
     fig.add_scatter(
         x=x, y=frame["benchmark"], name=f"Buy & hold {bench_symbol}",
         line={"color": "#888888", "width": 1.2},
     )
-    fig.update_layout(title="Equity (USD)", yaxis={"tickprefix": "$", "tickformat": ",.0f"}, **_LAYOUT)
+    fig.update_layout(title="Equity (USD)", yaxis={"tickprefix": "$", "tickformat": ",.0f"}, **LAYOUT)
     fig.update_xaxes(type="date")
     return fig
 
 
 def _drawdown_figure(frame: pd.DataFrame, bench_symbol: str) -> go.Figure:
-    x = _local(frame.index)
+    x = local_index(frame.index)
     fig = go.Figure()
     fig.add_scatter(
         x=x, y=frame["drawdown"], name="Strategy", fill="tozeroy",
@@ -326,7 +265,7 @@ def _drawdown_figure(frame: pd.DataFrame, bench_symbol: str) -> go.Figure:
         x=x, y=frame["benchmark_drawdown"], name=f"Buy & hold {bench_symbol}",
         line={"color": "#888888", "width": 1, "dash": "dot"},
     )
-    fig.update_layout(title="Drawdown from running peak", yaxis={"tickformat": ".0%"}, **_LAYOUT)
+    fig.update_layout(title="Drawdown from running peak", yaxis={"tickformat": ".0%"}, **LAYOUT)
     fig.update_xaxes(type="date")
     return fig
 
@@ -348,72 +287,11 @@ def _heatmap_figure(table: pd.DataFrame) -> go.Figure:
             colorbar={"tickformat": ".0%"}, xgap=2, ygap=2,
         )
     )
-    layout = {**_LAYOUT, "hovermode": "closest", "height": max(220, 60 + 40 * len(labels))}
+    layout = {**LAYOUT, "hovermode": "closest", "height": max(220, 60 + 40 * len(labels))}
     fig.update_layout(title="Monthly returns (strategy)", **layout)
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(type="category", side="top")
     return fig
-
-
-def _fig_json(fig: go.Figure) -> str:
-    text = str(pio.to_json(fig, validate=False))
-    # JSON inside <script>: no "</script>" or "<!--" can close or confuse the element.
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-# ----------------------------------------------------------------------------- page
-
-_CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#222;background:#f6f7f9}
-main{max-width:1200px;margin:0 auto;padding:16px 24px 48px}
-h1{font-size:22px;margin:8px 0 4px}h2{font-size:17px;margin:28px 0 8px}
-.banner{background:#b00020;color:#fff;font-weight:700;font-size:22px;text-align:center;
-padding:14px;letter-spacing:.08em}
-.banner small{display:block;font-weight:400;font-size:13px;letter-spacing:0}
-.card{background:#fff;border:1px solid #e2e5ea;border-radius:6px;padding:12px 16px;margin:12px 0}
-.facts{display:flex;flex-wrap:wrap;gap:6px 28px;margin:0}.facts dt{font-size:11px;color:#667;
-text-transform:uppercase}.facts dd{margin:0;font-weight:600}
-table.data{border-collapse:collapse;font-size:13px;font-variant-numeric:tabular-nums}
-table.data th,table.data td{padding:4px 10px;border-bottom:1px solid #eceef2;text-align:right}
-table.data th:first-child,table.data td:first-child{text-align:left}
-table.data thead th{background:#f0f2f5;position:sticky;top:0}
-#metrics-table{min-width:560px}#metrics-table tbody th{font-weight:500}
-.compact{font-size:12px}.compact th{text-align:left!important;color:#556}
-.pos{color:#11774b}.neg{color:#b3261e}.empty{text-align:center!important;color:#889}
-.note{font-size:12px;color:#667;margin:4px 0}
-.scroll{max-height:520px;overflow:auto}
-details summary{cursor:pointer;font-size:13px;color:#445;margin-top:8px}
-#js-errors{display:none}
-"""
-
-_ERROR_TRAP = """
-(function(){
-  var box = document.getElementById('js-errors');
-  function note(msg){ var d = document.createElement('div'); d.textContent = String(msg);
-    box.appendChild(d); box.style.display = 'block'; }
-  window.addEventListener('error', function(e){
-    note((e.message || 'error') + (e.filename ? ' @ ' + e.filename + ':' + e.lineno : '')); });
-  window.addEventListener('unhandledrejection', function(e){
-    note('unhandled rejection: ' + (e.reason && e.reason.message || e.reason)); });
-})();
-"""
-
-_DRAW = """
-(function(){
-  var figs = JSON.parse(document.getElementById('figures').textContent);
-  var cfg = {responsive: true, displaylogo: false};
-  var jobs = Object.keys(figs).map(function(id){
-    var f = figs[id]; return Plotly.newPlot(id, f.data, f.layout, cfg); });
-  Promise.all(jobs).then(function(){
-    var ok = Object.keys(figs).every(function(id){
-      return document.querySelector('#' + id + ' .main-svg') !== null; });
-    if (!ok) { throw new Error('a plot did not render'); }
-    var d = document.createElement('div'); d.id = 'render-ok'; d.hidden = true;
-    d.setAttribute('data-plots', String(Object.keys(figs).length));
-    document.body.appendChild(d);
-  });
-})();
-"""
 
 
 def render_html(result: BacktestResult, metrics: Mapping[str, Any] | None = None) -> str:
@@ -427,42 +305,19 @@ def render_html(result: BacktestResult, metrics: Mapping[str, Any] | None = None
         "drawdown-plot": _drawdown_figure(frame, bench),
         "monthly-heatmap": _heatmap_figure(monthly_returns(strat.equity, strat.capital)),
     }
-    figs_json = "{" + ",".join(f'"{k}":{_fig_json(v)}' for k, v in figures.items()) + "}"
     kind = (result.config.get("strategy") or {}).get("kind", "strategy")
     title = f"sigtrade backtest — {kind} vs buy & hold {bench}"
-    banner = (
-        '<div class="banner" id="synthetic-banner">SYNTHETIC DATA'
-        "<small>These bars were generated, not recorded: the figures say nothing about real "
-        "markets.</small></div>"
-        if result.synthetic
-        else ""
-    )
     n_fills = len(strat.fills)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(title)}</title><style>{_CSS}</style></head>
-<body>
-<div id="js-errors"></div>
-<script>{_ERROR_TRAP}</script>
-{banner}
-<main>
-<h1>{_e(title)}</h1>
-<section class="card">{_config_summary(result, metrics)}</section>
+    body = f"""<section class="card">{_config_summary(result, metrics)}</section>
 <h2>Figures</h2>
 <section class="card">{_metrics_table(metrics, bench)}
 <p class="note">Returns are fractions of starting capital shown as %; volatility, Sharpe and
-Sortino are annualised with {_ratio(metrics.get("periods_per_year"))} periods a year;
+Sortino are annualised with {ratio(metrics.get("periods_per_year"))} periods a year;
 turnover is traded notional (both sides) / mean equity per year.</p></section>
 <h2>Equity</h2><section class="card"><div id="equity-plot" class="plot"></div></section>
 <h2>Drawdown</h2><section class="card"><div id="drawdown-plot" class="plot"></div></section>
 <h2>Monthly returns</h2><section class="card"><div id="monthly-heatmap" class="plot"></div></section>
 <h2>Trades</h2><section class="card">
 <p class="note" id="fills-count">{n_fills:,} fills (every fill is in fills.parquet).</p>
-<div class="scroll">{_trades_table(strat.trades)}</div></section>
-</main>
-<script type="application/json" id="figures">{figs_json}</script>
-<script>{get_plotlyjs()}</script>
-<script>{_DRAW}</script>
-</body></html>
-"""
+<div class="scroll">{_trades_table(strat.trades)}</div></section>"""
+    return page(title, body, figures, banner=synthetic_banner(result.synthetic))

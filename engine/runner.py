@@ -366,6 +366,27 @@ def simulate(
     return run
 
 
+Frames = tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame], dict[str, pd.DataFrame]]
+
+
+def benchmark_frames(
+    cfg: BacktestConfig,
+    window: dict[str, pd.DataFrame] | None = None,
+    history: dict[str, pd.DataFrame] | None = None,
+) -> Frames:
+    """The benchmark's (window, event-loop, history) frames: taken from the universe's when it is traded, read otherwise."""
+    bench = cfg.benchmark.symbol
+    if window is not None and history is not None and bench in window:
+        return {bench: window[bench]}, {bench: window[bench]}, {bench: history[bench]}
+    return load_window(cfg.data.catalog, [bench], cfg.data.bar, cfg.data.start, cfg.data.end, 0)
+
+
+def run_benchmark(cfg: BacktestConfig, frames: Frames | None = None) -> RunResult:
+    """Buy-and-hold of ``benchmark.symbol`` over the window, same engine, costs and fill timing, no overlays."""
+    b_window, b_full, _ = frames if frames is not None else benchmark_frames(cfg)
+    return simulate(cfg, b_window, b_full, "buy_and_hold", {}, overlays=False)
+
+
 def run_backtest(cfg: BacktestConfig, progress: Progress | None = None) -> BacktestResult:
     """Run the configured strategy and its benchmark; return curves, trades and metrics."""
     from engine.metrics import compare, compute_metrics
@@ -381,10 +402,7 @@ def run_backtest(cfg: BacktestConfig, progress: Progress | None = None) -> Backt
     window, full, history = load_window(
         cfg.data.catalog, symbols, cfg.data.bar, cfg.data.start, cfg.data.end, warmup_bars(cfg)
     )
-    if bench in window:
-        b_window, b_full, b_history = {bench: window[bench]}, {bench: window[bench]}, {bench: history[bench]}
-    else:
-        b_window, b_full, b_history = load_window(cfg.data.catalog, [bench], cfg.data.bar, cfg.data.start, cfg.data.end, 0)
+    b_window, b_full, b_history = benchmark_frames(cfg, window, history)
     index_info = cat.read_index(cfg.data.catalog)
     progress("load", 1.0)
     timings["load"] = time.perf_counter() - t0
@@ -395,7 +413,7 @@ def run_backtest(cfg: BacktestConfig, progress: Progress | None = None) -> Backt
     )
     timings["simulate"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    bench_run = simulate(cfg, b_window, b_full, "buy_and_hold", {}, overlays=False)
+    bench_run = run_benchmark(cfg, (b_window, b_full, b_history))
     timings["benchmark"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()

@@ -6,8 +6,12 @@ row and, under it, the overfitting statistics of choosing the best: the number o
 configurations tried, the Deflated Sharpe Ratio of the best, the PBO by CSCV and,
 with ``--walk-forward``, the stitched out-of-sample result of choosing on each training
 window. ``--out DIR`` writes ``results.parquet``, ``results.csv``, ``overfitting.json``
-and ``heatmaps.html`` (every pair of swept axes, self-contained); ``--verify-top K``
-re-runs the K best in the event engine and shows both results side by side.
+and ``report.html`` (:mod:`engine.sweep_report`: the ranked table with the benchmark's
+buy-and-hold, the overfitting statistics, the walk-forward, heat maps of every pair of
+swept axes and the verify-top comparison, self-contained; ``heatmaps.html`` forwards to
+its heat maps); ``--verify-top K`` re-runs the K best in the event engine and shows both
+results side by side, and with ``--out`` writes each re-run's own backtest outputs under
+``DIR/verify/<config>/``.
 """
 
 from __future__ import annotations
@@ -107,73 +111,108 @@ def _stats_lines(res: Any, report: Any, metric: str) -> list[str]:
     return lines
 
 
-def _heatmaps(res: Any, metric: str, path: Path) -> None:
-    import plotly.graph_objects as go
-    import plotly.io as pio
-
-    keys = [a.key for a in res.axes if len(a.values) > 1]
-    parts: list[str] = []
-    figs: list[Any] = []
-    df = res.results
-    if len(keys) == 1:
-        best = df.groupby(keys[0])[metric].max()
-        figs.append(go.Figure(go.Scatter(x=best.index, y=best.to_numpy(), mode="lines+markers"))
-                    .update_layout(title=f"{metric} by {keys[0]}", xaxis_title=keys[0], yaxis_title=metric))
-    for i, a in enumerate(keys):
-        for b in keys[i + 1 :]:
-            pivot = df.pivot_table(index=a, columns=b, values=metric, aggfunc="max")
-            figs.append(
-                go.Figure(go.Heatmap(z=pivot.to_numpy(), x=[str(c) for c in pivot.columns], y=[str(r) for r in pivot.index],
-                                     colorscale="RdYlGn", colorbar={"title": metric}))
-                .update_layout(title=f"best {metric} over the other axes: {a} x {b}", xaxis_title=b, yaxis_title=a,
-                               xaxis_type="category", yaxis_type="category")
-            )
-    for j, fig in enumerate(figs):
-        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs="inline" if j == 0 else False))
-    body = "\n".join(parts) or "<p>Only one value per axis: nothing to plot.</p>"
-    path.write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>sigtrade sweep heatmaps</title></head>"
-        f"<body><h1>sigtrade sweep: {metric}</h1>{body}</body></html>",
-        encoding="utf-8",
-    )
-
-
 def _write(res: Any, report: Any, metric: str, out: Path) -> None:
+    """results.parquet, results.csv and overfitting.json, each renamed into place once complete."""
+    import tempfile
+
+    from engine.sweep_report import overfitting_summary
+
     out.mkdir(parents=True, exist_ok=True)
-    res.results.to_parquet(out / "results.parquet")
-    res.results.to_csv(out / "results.csv")
-    _heatmaps(res, metric, out / "heatmaps.html")
-    summary = {
-        "configs": len(res.results),
-        "skipped": res.skipped,
-        "axes": {a.key: list(a.values) for a in res.axes},
-        "metric": metric,
-        "overfitting": None if report is None else report.summary(),
-    }
-    from engine.metrics import json_safe
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        res.results.to_parquet(tmp / "results.parquet")
+        res.results.to_csv(tmp / "results.csv")
+        summary = overfitting_summary(res, report, metric)
+        (tmp / "overfitting.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        for name in ("results.parquet", "results.csv", "overfitting.json"):
+            os.replace(tmp / name, out / name)
+    finally:
+        import shutil
 
-    (out / "overfitting.json").write_text(json.dumps(json_safe(summary), indent=2) + "\n", encoding="utf-8")
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _verify(res: Any, metric: str, k: int, console: Console) -> bool:
-    """Re-run the K best in the event engine; show kernel vs engine; True when all match."""
+def _page(
+    res: Any, report: Any, metric: str, top: int, out: Path, verify: list[Any] | None, wall: float,
+    stats_reason: str | None, console: Console,
+) -> Path:
+    """Run the benchmark's buy-and-hold and write report.html (and the heatmaps.html that forwards to it)."""
+    from engine import catalog as cat
+    from engine.errors import DataError
+    from engine.runner import benchmark_frames, run_benchmark
+    from engine.sweep_report import RunFacts, render_sweep_html, write_sweep_pages
+
+    cfg = res.fast.cfg
+    notes: list[str] = []
+    try:
+        bench = run_benchmark(cfg, benchmark_frames(cfg, res.fast.window, res.fast.history))
+    except DataError as exc:  # a sweep needs no benchmark unless a regime filter reads it
+        bench = None
+        notes.append(f"no buy & hold {cfg.benchmark.symbol} reference: {exc}")
+        console.print(f"[yellow]{notes[-1]}[/]", highlight=False)
+    refs = _references(res, bench) if bench is not None else []
+    facts = RunFacts(
+        wall_seconds=wall, threads=int(os.environ.get("NUMBA_NUM_THREADS") or _threads()),
+        synthetic=cat.read_index(cfg.data.catalog).synthetic, stats_reason=stats_reason, notes=notes,
+    )
+    html = render_sweep_html(
+        res, report, metric=metric, top=top, run_facts=facts, references=refs, benchmark=bench, verify=verify
+    )
+    return write_sweep_pages(out, html)["report.html"]
+
+
+def _references(res: Any, bench: Any) -> list[Any]:
+    """The ranked table's reference rows: the benchmark's buy-and-hold (add further controls here)."""
+    from engine.sweep_report import reference_row
+
+    cfg = res.fast.cfg
+    swept_costs = [a.key for a in res.axes if a.key.startswith("costs.")]
+    note = (
+        "the event engine over the same window with the same fill timing and the base configuration's costs"
+        + (f" (the sweep varies {', '.join(swept_costs)})" if swept_costs else "")
+        + ", without the strategy's overlays, as sigtrade backtest runs it"
+    )
+    return [
+        reference_row(
+            "benchmark", f"buy & hold {cfg.benchmark.symbol} (benchmark)", bench,
+            risk_free_rate=cfg.metrics.risk_free_rate, note=note,
+        )
+    ]
+
+
+def _verify(res: Any, metric: str, k: int, console: Console, out: Path | None) -> list[Any]:
+    """Re-run the K best in the event engine; show kernel vs engine; write each re-run's outputs under OUT/verify/."""
     from engine.metrics import compute_metrics
+    from engine.report import write_outputs
     from engine.runner import run_backtest
+    from engine.sweep_report import VerifyRow
 
     cols = ["ts", "symbol", "side", "qty", "price", "commission", "exit_reason"]
     table = Table(title=f"top {k} by {metric} re-run in the event engine", title_justify="left")
     for c in ("#", "config", "simulator", "Sharpe", "return", "max DD", "trades", "fills", "final equity", "identical"):
         table.add_column(c, justify="right")
-    ok_all = True
+    rows: list[Any] = []
     for i, (cid, _row) in enumerate(res.ranked(metric).head(k).iterrows(), start=1):
         cfg = res.config(cid)
         kernel, kernel_eq, stats = res.fast.trace(cfg)
         km = res.fast.metrics(stats[None, :]).iloc[0]
-        event = run_backtest(cfg).strategy
+        result = run_backtest(cfg)
+        event = result.strategy
         em = compute_metrics(event, risk_free_rate=cfg.metrics.risk_free_rate)
         a, b = kernel.fills[cols].reset_index(drop=True), event.fills[cols].reset_index(drop=True)
         same = len(a) == len(b) and bool((a == b).all().all()) and bool((kernel_eq.to_numpy() == event.equity.to_numpy()).all())
-        ok_all &= same
+        link = None
+        if out is not None:
+            write_outputs(result, out / "verify" / str(cid))
+            link = f"verify/{cid}/report.html"
+        keys = ("sharpe", "total_return", "max_drawdown", "trades", "final_equity")
+        rows.append(
+            VerifyRow(
+                rank=i, config=cid, identical=same, report=link,
+                kernel={**{key: km[key] for key in keys}, "fills": len(a)},
+                event={**{key: em[key] for key in keys}, "fills": len(b)},
+            )
+        )
         verdict = "[green]fills and equity: yes[/]" if same else "[bold red]NO[/]"
         for name, m, n_fills, mark in (("kernel", km, len(a), ""), ("event engine", em, len(b), verdict)):
             table.add_row(
@@ -182,7 +221,7 @@ def _verify(res: Any, metric: str, k: int, console: Console) -> bool:
                 f"{n_fills:,}", f"{m['final_equity']:,.2f}", mark,
             )
     console.print(table)
-    return ok_all
+    return rows
 
 
 def sweep(
@@ -191,8 +230,8 @@ def sweep(
     set_: list[str] = typer.Option([], "--set", help="Override a field of the base config (repeatable)."),
     metric: str = typer.Option("sharpe", "--metric", help="Rank by sharpe, total_return, calmar or sortino."),
     top: int = typer.Option(20, "--top", min=1, help="Rows of the ranked table."),
-    out: Path | None = typer.Option(None, "--out", help="Write results.parquet/.csv, overfitting.json, heatmaps.html here."),
-    verify_top: int = typer.Option(0, "--verify-top", min=0, help="Re-run the K best in the event engine, side by side."),
+    out: Path | None = typer.Option(None, "--out", help="Write results.parquet/.csv, overfitting.json and report.html here."),
+    verify_top: int = typer.Option(0, "--verify-top", min=0, help="Re-run the K best in the event engine, side by side (with --out: each re-run's outputs in DIR/verify/<config>/)."),
     jobs: int = typer.Option(0, "--jobs", min=0, help="numba threads (0 = all cores)."),
     walk_forward: str | None = typer.Option(None, "--walk-forward", help="e.g. train=12M,test=3M: choose on each train window, report the stitched test result."),
     pbo_blocks: int = typer.Option(16, "--pbo-blocks", min=2, help="CSCV blocks S of the PBO (even)."),
@@ -202,6 +241,7 @@ def sweep(
     """Sweep a signal strategy's thresholds, overlays and regime filters on the fast path."""
     import tomllib
 
+    t_start = time.perf_counter()
     from engine.config import apply_overrides, load_config
     from engine.errors import ConfigError
     from engine.sim.grid import check_values, grid_size, parse_grid
@@ -258,6 +298,7 @@ def sweep(
         highlight=False,
     )
     report = None
+    stats_reason = "the sweep ran with --no-stats (no equity paths kept); run it without --no-stats for the DSR, the PBO and the walk-forward" if no_stats else None
     if not no_stats:
         from engine.errors import DataError
         from engine.stats import overfitting_report
@@ -267,16 +308,20 @@ def sweep(
                 res.returns(), n_blocks=pbo_blocks, walk_forward_spec=spec, periods_per_year=fast.periods_per_year
             )
         except DataError as exc:
+            stats_reason = str(exc)
             stdout.print(f"[yellow]overfitting statistics not computed: {exc}[/]", highlight=False)
     for line in _stats_lines(res, report, metric):
         stdout.print(line, highlight=False, soft_wrap=True)
     if out is not None:
         _write(res, report, metric, out)
-        stdout.print(f"results: {out / 'results.parquet'}, {out / 'results.csv'}, {out / 'heatmaps.html'}")
-    if verify_top:
-        if not _verify(res, metric, verify_top, stdout):
-            stdout.print("[bold red]the event engine disagrees with the kernel: this is a bug, please report it[/]")
-            raise typer.Exit(1)
+        stdout.print(f"results: {out / 'results.parquet'}, {out / 'results.csv'}, {out / 'overfitting.json'}")
+    rows = _verify(res, metric, verify_top, stdout, out) if verify_top else None
+    if out is not None:
+        page = _page(res, report, metric, top, out, rows, time.perf_counter() - t_start, stats_reason, stdout)
+        stdout.print(f"report: {page}")
+    if rows is not None and not all(r.identical for r in rows):
+        stdout.print("[bold red]the event engine disagrees with the kernel: this is a bug, please report it[/]")
+        raise typer.Exit(1)
 
 
 def _threads() -> int:

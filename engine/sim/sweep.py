@@ -148,6 +148,15 @@ class SweepResult:
             r = eq[:, 1:] / eq[:, :-1] - 1.0
         return pd.DataFrame(r.T, index=self.fast.window_index[1:], columns=self.results.index)
 
+    def returns_of(self, config: Any) -> pd.Series:
+        """Per-bar returns of one configuration (a column of :meth:`returns`, without building the others)."""
+        if self.equity is None:
+            raise ConfigError("the equity paths were not kept (--no-stats)")
+        eq = self.equity[self.results.index.get_loc(config)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = eq[1:] / eq[:-1] - 1.0
+        return pd.Series(r, index=self.fast.window_index[1:], name=config)
+
 
 def _py(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v

@@ -4,42 +4,22 @@ statistics, the top configurations re-run in the event engine, and errors that t
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from engine.errors import ConfigError, DataError
-from tests.engine.conftest import OVERLAY_SYMBOLS
-
-
-def sigtrade(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=600)
+from tests.engine.conftest import SweepRun, sigtrade
 
 
 @pytest.fixture(scope="module")
-def config(overlay_catalog: Path, overlay_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("sweep") / "sweep.toml"
-    path.write_text(
-        f'[data]\ncatalog = "{overlay_catalog}"\nsymbols = {json.dumps(OVERLAY_SYMBOLS)}\n'
-        'start = "2024-01-02"\nend = "2024-06-28"\n'
-        f'[strategy]\nkind = "signal"\nmodel = "{overlay_model}"\n'
-        "[risk]\ncooldown_bars = 2\n"
-    )
-    return path
+def config(sweep_config: Path) -> Path:
+    return sweep_config
 
 
-def test_sweep_ranks_writes_results_and_the_event_engine_agrees(config: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    proc = sigtrade(
-        "sweep", str(config),
-        "--grid", "strategy.entry_threshold=0.48:0.56:0.02",
-        "--grid", "regime.trend.sma=0,50,1000000",
-        "--grid", "risk.stop_loss=0,0.01",
-        "--top", "5", "--out", str(out), "--verify-top", "2", "--walk-forward", "train=2M,test=1M",
-    )
+def test_sweep_ranks_writes_results_and_the_event_engine_agrees(full_sweep: SweepRun) -> None:
+    proc, out = full_sweep.proc, full_sweep.out
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     # 5 x 3 x 2 = 30 configurations, ranked with trades, turnover and costs
@@ -57,6 +37,7 @@ def test_sweep_ranks_writes_results_and_the_event_engine_agrees(config: Path, tm
     # a regime that can never allow an entry is called out
     assert "never allows an entry" in proc.stderr
     assert "1000000" in proc.stderr
+    assert f"report: {out / 'report.html'}" in text.replace("\n", "")
 
     results = pd.read_csv(out / "results.csv")
     assert len(results) == 30
@@ -64,10 +45,12 @@ def test_sweep_ranks_writes_results_and_the_event_engine_agrees(config: Path, tm
     assert {"strategy.entry_threshold", "regime.trend.sma", "risk.stop_loss", "sharpe", "trades", "costs"} <= set(results.columns)
     blocked = results[results["regime.trend.sma"] == 1000000]
     assert (blocked["trades"] == 0).all()
-    html = (out / "heatmaps.html").read_text()
-    assert html.count("class=\"plotly-graph-div\"") == 3, "one heatmap per pair of swept axes"
+    html = (out / "report.html").read_text()
     assert "<script src=" not in html, "self-contained: no CDN"
     assert len(html) > 1_000_000, "plotly.js inline"
+    # heatmaps.html, the page earlier versions wrote, forwards to the report's heat maps
+    forward = (out / "heatmaps.html").read_text()
+    assert 'http-equiv="refresh" content="0; url=report.html#heatmaps"' in forward
     report = json.loads((out / "overfitting.json").read_text())
     assert report["configs"] == 30
     assert report["overfitting"]["n_trials"] == 30

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +15,7 @@ from engine import sessions
 from engine.metrics import METRIC_KEYS, compare, compute_metrics
 from engine.report import MAX_TRADE_ROWS, OUTPUT_FILES, equity_frame, render_html, write_outputs
 from engine.results import FILL_COLUMNS, TRADE_COLUMNS, BacktestResult, RunResult
-from tests.conftest import need
+from tests.chromium import find_chromium, load_dom
 
 PLOT_IDS = ("equity-plot", "drawdown-plot", "monthly-heatmap")
 
@@ -184,69 +180,9 @@ def test_trade_list_is_capped() -> None:
 # --- headless Chromium --------------------------------------------------------------------
 
 
-class _Dom(HTMLParser):
-    """Ids of the DOM with the classes and tags found under each."""
-
-    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta",
-            "source", "track", "wbr"}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stack: list[str | None] = []
-        self.under: dict[str, list[tuple[str, str]]] = {}
-        self.text: dict[str, str] = {}
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        for open_id in self.stack:
-            if open_id is not None:
-                self.under[open_id].append((tag, a.get("class") or ""))
-        if tag in self.VOID:
-            return
-        el_id = a.get("id")
-        if el_id:
-            self.under.setdefault(el_id, [])
-            self.text.setdefault(el_id, "")
-        self.stack.append(el_id)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs)
-        if tag not in self.VOID:
-            self.stack.pop()
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag not in self.VOID and self.stack:
-            self.stack.pop()
-
-    def handle_data(self, data: str) -> None:
-        for open_id in self.stack:
-            if open_id is not None:
-                self.text[open_id] += data
-
-    def classes(self, el_id: str) -> set[str]:
-        return {c for _, cls in self.under[el_id] for c in cls.split()}
-
-    def tags(self, el_id: str) -> list[str]:
-        return [t for t, _ in self.under[el_id]]
-
-
 @pytest.fixture(scope="module")
 def chromium() -> str:
-    path = os.environ.get("SIGTRADE_CHROMIUM") or shutil.which("chromium") or shutil.which(
-        "chromium-browser"
-    )
-    need(path is not None, "headless Chromium not found (install Debian's chromium or set SIGTRADE_CHROMIUM)")
-    assert path is not None
-    return path
-
-
-def _chromium(binary: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    cmd = [
-        binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-        "--enable-logging=stderr", "--v=0", "--no-first-run", "--disable-extensions",
-        f"--user-data-dir={cwd / 'profile'}", *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False, cwd=cwd)
+    return find_chromium()
 
 
 @pytest.mark.browser
@@ -255,14 +191,10 @@ def test_report_renders_in_headless_chromium(result: BacktestResult, tmp_path: P
     write_outputs(result, out)
     url = (out / "report.html").resolve().as_uri()
 
-    proc = _chromium(chromium, "--dump-dom", url, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    dom = _Dom()
-    dom.feed(proc.stdout)
-
+    dom, log = load_dom(chromium, url, tmp_path, shot=tmp_path / "report.png")
     assert dom.text["js-errors"].strip() == "", dom.text["js-errors"]
     assert "render-ok" in dom.under, "the plots never finished drawing"
-    assert not re.search(r"Uncaught|CONSOLE.*Error", proc.stderr), proc.stderr[-2000:]
+    assert not re.search(r"Uncaught|CONSOLE.*Error", log), log[-2000:]
     for plot in PLOT_IDS:
         classes = dom.classes(plot)
         assert {"plot-container", "main-svg"} <= classes, f"{plot} was not drawn by plotly"
@@ -272,10 +204,3 @@ def test_report_renders_in_headless_chromium(result: BacktestResult, tmp_path: P
     assert dom.tags("metrics-table").count("tr") >= 17
     assert "Sharpe" in dom.text["metrics-table"]
     assert "SYNTHETIC DATA" in dom.text["synthetic-banner"]
-
-    shot = tmp_path / "report.png"
-    proc = _chromium(chromium, f"--screenshot={shot}", "--window-size=1280,2600", url, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert shot.stat().st_size > 50_000  # a blank page is a few kB
-    if dest := os.environ.get("SIGTRADE_REPORT_SCREENSHOT"):
-        shutil.copy(shot, dest)
