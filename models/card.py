@@ -75,7 +75,7 @@ _ORT_DTYPES = {
     "tensor(float16)": "float16",
 }
 
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
 Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 
 
@@ -155,7 +155,7 @@ class TrainingInfo(_Struct, kw_only=True):
     """Test range, untouched until the final evaluation."""
     command: str
     """Exact command that reproduces the artifact."""
-    seed: int
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
     """Random seed of the run."""
 
 

@@ -14,7 +14,7 @@ def paper(
     out: Path = typer.Option(Path("out/paper"), "--out", help="Where decisions.jsonl goes."),
     record: Path | None = typer.Option(None, "--record", help="Keep the bars seen and orders sent here (for backtest --replay)."),
     live: bool = typer.Option(False, "--live", help="Trade the LIVE account (also needs SIGTRADE_LIVE_CONFIRM)."),
-    stop_after_bars: int | None = typer.Option(None, "--stop-after-bars", min=1,
+    stop_after_bars: int | None = typer.Option(None, "--stop-after-bars", min=1, max=10_000_000,
                                                help="Stop by itself after this many live bar times (smoke runs)."),
     log_level: str = typer.Option("WARNING", "--log-level", help="NautilusTrader log level (ERROR, WARNING, INFO, DEBUG)."),
 ) -> None:

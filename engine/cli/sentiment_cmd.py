@@ -54,7 +54,7 @@ def _progress(label: str) -> Progress:
 ModelOpt = Annotated[str, typer.Option(
     "--model", help="Hugging Face model id or local model directory of a 3-class (positive/negative/neutral) sequence classifier.",
 )]
-BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Texts per batch (default: 16 on CPU, 64-256 on a GPU).")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1, max=65_536, help="Texts per batch (default: 16 on CPU, 64-256 on a GPU).")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (a GPU when present), cpu or cuda[:N].")]
 
 

@@ -229,14 +229,14 @@ def sweep(
     grid: list[str] = typer.Option([], "--grid", help="key=a:b:step (inclusive) or key=v1,v2,... (repeatable)."),
     set_: list[str] = typer.Option([], "--set", help="Override a field of the base config (repeatable)."),
     metric: str = typer.Option("sharpe", "--metric", help="Rank by sharpe, total_return, calmar or sortino."),
-    top: int = typer.Option(20, "--top", min=1, help="Rows of the ranked table."),
+    top: int = typer.Option(20, "--top", min=1, max=100_000, help="Rows of the ranked table."),
     out: Path | None = typer.Option(None, "--out", help="Write results.parquet/.csv, overfitting.json and report.html here."),
-    verify_top: int = typer.Option(0, "--verify-top", min=0, help="Re-run the K best in the event engine, side by side (with --out: each re-run's outputs in DIR/verify/<config>/)."),
-    jobs: int = typer.Option(0, "--jobs", min=0, help="numba threads (0 = all cores)."),
+    verify_top: int = typer.Option(0, "--verify-top", min=0, max=1_000, help="Re-run the K best in the event engine, side by side (with --out: each re-run's outputs in DIR/verify/<config>/)."),
+    jobs: int = typer.Option(0, "--jobs", min=0, max=1_024, help="numba threads (0 = all cores)."),
     walk_forward: str | None = typer.Option(None, "--walk-forward", help="e.g. train=12M,test=3M: choose on each train window, report the stitched test result."),
-    pbo_blocks: int = typer.Option(16, "--pbo-blocks", min=2, help="CSCV blocks S of the PBO (even)."),
+    pbo_blocks: int = typer.Option(16, "--pbo-blocks", min=2, max=24, help="CSCV blocks S of the PBO (even)."),
     no_stats: bool = typer.Option(False, "--no-stats", help="Skip DSR / PBO / walk-forward (no equity paths kept)."),
-    max_memory: float = typer.Option(4.0, "--max-memory", min=0.01, help="Memory budget of the results, GiB."),
+    max_memory: float = typer.Option(4.0, "--max-memory", min=0.01, max=1_024, help="Memory budget of the results, GiB."),
 ) -> None:
     """Sweep a signal strategy's thresholds, overlays and regime filters on the fast path."""
     import tomllib

@@ -31,13 +31,13 @@ def _fmt(value: Any) -> str:
 
 def tune(
     config: Annotated[Path, typer.Argument(help="Training config (TOML) with an optional \\[tune] table, e.g. config/train_demo_gru.toml.")],
-    trials: Annotated[int, typer.Option("--trials", min=1, help="Trials this process runs (other workers add theirs).")] = 20,
+    trials: Annotated[int, typer.Option("--trials", min=1, max=1_000_000, help="Trials this process runs (other workers add theirs).")] = 20,
     storage: Annotated[str | None, typer.Option("--storage", help="Optuna storage (SQLAlchemy URL), e.g. postgresql+psycopg2://user:pass@host:5432/db. Default: sqlite:///runs/optuna.db (beside output.run_dir when the config names one).")] = None,
     study: Annotated[str | None, typer.Option("--study", help="Study name; workers with the same storage and name join it. Default: the config's name.")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Override a field: --set train.epochs=5 or --set tune.pruner=hyperband (repeatable).")] = [],  # noqa: B006
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")] = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Record every trial as an MLflow run.")] = True,
-    timeout: Annotated[float | None, typer.Option("--timeout", min=1, help="Stop starting trials after this many seconds.")] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", min=1, max=1e7, help="Stop starting trials after this many seconds.")] = None,
     export_best: Annotated[Path | None, typer.Option("--export-best", help="Export the study's best trial to this folder, e.g. models/<name>.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No per-trial lines or progress bar.")] = False,
 ) -> None:

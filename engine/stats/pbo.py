@@ -42,6 +42,10 @@ from engine.stats.scores import Score, ScoreFn, apply_score, check_returns, reso
 FAST_METRICS = ("sharpe", "mean", "total_return")
 
 
+MAX_BLOCKS = 24
+"""Most CSCV blocks: C(24, 12) = 2.7 million splits already."""
+
+
 def block_combinations(n_blocks: int) -> np.ndarray:
     """IS block indices of every CSCV split, shape ``(C(S, S/2), S/2)``, lexicographic."""
     return np.array(list(itertools.combinations(range(n_blocks), n_blocks // 2)), dtype=np.intp)
@@ -119,9 +123,10 @@ def _validate(perf: np.ndarray | pd.DataFrame, n_blocks: int) -> tuple[np.ndarra
     x = check_returns(np.asarray(perf, dtype=float), "perf")
     if x.ndim != 2:
         raise DataError(f"perf must be a (T periods, N configurations) matrix, got shape {x.shape}")
-    if isinstance(n_blocks, bool) or int(n_blocks) != n_blocks or n_blocks < 2 or n_blocks % 2:
+    if isinstance(n_blocks, bool) or int(n_blocks) != n_blocks or not 2 <= n_blocks <= MAX_BLOCKS or n_blocks % 2:
         raise ConfigError(
-            f"n_blocks must be an even integer >= 2 (16 is the usual choice), got {n_blocks!r}"
+            f"n_blocks (--pbo-blocks) must be an even integer from 2 to {MAX_BLOCKS} (16 is the usual choice; "
+            f"C(S, S/2) splits grow fast), got {n_blocks!r}"
         )
     t, n = x.shape
     if n < 2:
