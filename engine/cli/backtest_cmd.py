@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from engine.cli.cluster_opts import CLUSTER_HELP, task_executor
+
 _PHASES = {"load": "loading bars", "prepare": "building the event stream", "model": "scoring the model", "simulate": "event loop", "metrics": "metrics"}
 
 
@@ -51,21 +53,36 @@ def summary_table(metrics: dict[str, Any], title: str, benchmark_symbol: str) ->
 
 
 def backtest(
-    config: Path = typer.Argument(..., help="Backtest config (TOML), e.g. config/demo.toml."),
+    configs: list[Path] = typer.Argument(..., help="Backtest config(s) (TOML), e.g. config/demo.toml; several = a batch."),
     set_: list[str] = typer.Option([], "--set", help="Override a field: --set costs.slippage_bps=0 (repeatable)."),
-    out: Path | None = typer.Option(None, "--out", help="Write metrics.json, curves, fills, trades and report.html here."),
-    as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object on stdout."),
+    out: Path | None = typer.Option(None, "--out", help="Write metrics.json, curves, fills, trades and report.html here (a batch: one folder per run + summary.csv/.json)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object on stdout (a batch: a list)."),
     replay_dir: Path | None = typer.Option(None, "--replay", help="Replay a recorded paper session's bars (sigtrade paper --record DIR) and compare decisions."),
+    grid: list[str] = typer.Option([], "--grid", help="A batch: key=v1,v2,... or key=a:b:step over any config key, one backtest per combination (repeatable)."),
+    cluster: str | None = typer.Option(None, "--cluster", help=CLUSTER_HELP),
 ) -> None:
-    """Run an event-driven backtest and compare it with buy-and-hold of the benchmark."""
+    """Run an event-driven backtest and compare it with buy-and-hold of the benchmark.
+
+    Several CONFIG files and/or --grid make a batch: every file x grid combination is one
+    backtest (one after another here, or one Ray task each with --cluster), each writing
+    its own --out folder, with one summary table for all.
+    """
     from engine.config import load_config
 
     if replay_dir is not None:
-        _replay(config, set_, replay_dir, out)
+        if len(configs) != 1 or grid:
+            from engine.errors import ConfigError
+
+            raise ConfigError("--replay takes one CONFIG (or '-') and no --grid")
+        _replay(configs[0], set_, replay_dir, out)
+        return
+    if len(configs) > 1 or grid or cluster is not None:
+        _batch(configs, set_, grid, out, as_json, cluster)
         return
     from engine.report import write_outputs
     from engine.runner import run_backtest
 
+    config = configs[0]
     cfg = load_config(config, set_)
     if out is not None:
         from engine.outputs import check_output_dir
@@ -95,6 +112,41 @@ def backtest(
         stdout.print("[bold yellow]These results come from the synthetic sample catalog, not from market data.[/]")
     if out is not None:
         stdout.print(f"report: {out / 'report.html'}")
+
+
+def _batch(configs: list[Path], sets: list[str], grid: list[str], out: Path | None, as_json: bool, cluster: str | None) -> None:
+    """Several backtests: plan and validate all, run each as a task, write each folder and the summary."""
+    from engine.batch import check_out, plan_batch, summary_frame, write_batch
+    from engine.cluster import tasks
+    from engine.metrics import json_safe
+    from engine.sim.grid import parse_grid
+
+    axes = parse_grid(grid, fast_path=False)
+    runs = plan_batch(configs, sets, axes)
+    if out is not None:
+        check_out(out)
+    console = Console(stderr=True)
+    with task_executor(cluster, console, local=True) as executor:
+        results = executor.map(tasks.backtest, [r.cfg for r in runs], label="backtests", isolate=True)
+    if out is not None:
+        write_batch(out, runs, results)
+    if as_json:
+        payload = [{"run": r.name, "command": r.command(), "metrics": res.metrics} for r, res in zip(runs, results, strict=True)]
+        sys.stdout.write(json.dumps(json_safe(payload), indent=2) + "\n")
+        return
+    frame = summary_frame(runs, results)
+    synthetic = any(res.synthetic for res in results)
+    table = Table(title=f"{'SYNTHETIC DATA - ' if synthetic else ''}{len(runs)} backtest(s)", title_justify="left")
+    cols = ["run", "total_return", "sharpe", "max_drawdown", "trades", "commission_paid", "benchmark_total_return", "excess_total_return"]
+    for c in cols:
+        table.add_column(c, justify="left" if c == "run" else "right")
+    for row in frame.to_dict("records"):
+        key = {"benchmark_total_return": "total_return", "excess_total_return": "total_return"}
+        table.add_row(*[str(row["run"]) if c == "run" else _fmt(key.get(c, c), row.get(c)) for c in cols])
+    stdout = Console() if Console().is_terminal else Console(width=200)
+    stdout.print(table)
+    if out is not None:
+        stdout.print(f"summary: {out / 'summary.csv'}, {out / 'summary.json'}; one folder per run in {out}", highlight=False)
 
 
 def _replay(config: Path, set_: list[str], path: Path, out: Path | None) -> None:

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from engine.cli.cluster_opts import CLUSTER_HELP
 from engine.errors import ConfigError, MissingExtraError
 from engine.outputs import check_output_dir
 
@@ -55,14 +56,29 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", help="No per-epoch table or progress bar.")] = False,
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db).")] = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Record the run in MLflow (params, per-epoch metrics, checkpoint).")] = True,
+    walk_forward: Annotated[str | None, typer.Option("--walk-forward", help="Retrain per fold: train=24M,validation=3M,test=3M[,step=3M]; one run per fold x seed.")] = None,
+    seeds: Annotated[str | None, typer.Option("--seeds", help="With --walk-forward: train.seed values, e.g. 1,2,3 (default: the config's).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="With --walk-forward: run folders and walk_forward.csv/.json here (default runs/<name>/walk_forward).")] = None,
+    cluster: Annotated[str | None, typer.Option("--cluster", help=CLUSTER_HELP)] = None,
 ) -> None:
-    """Train a signal model; keep the best checkpoint in runs/<name>/best.pt (Ctrl-C keeps it too)."""
+    """Train a signal model; keep the best checkpoint in runs/<name>/best.pt (Ctrl-C keeps it too).
+
+    With --walk-forward, every fold x seed is one training run (one after another here, one
+    Ray task each with --cluster), all tracked in one MLflow URI.
+    """
     rconfig = _research("config")
     rtrain = _research("train")
     cfg = rconfig.load_train_config(config, set_)
     check_output_dir(cfg.run_path, "output.run_dir" if cfg.output.run_dir else "the run folder",
                      protected=[cfg.data.catalog])
     command = _command("train", str(config), sets=set_)
+    if walk_forward is not None:
+        _train_walk_forward(cfg, config, command, walk_forward, seeds, out, cluster, tracking_uri if track else None, track)
+        return
+    if seeds is not None or out is not None:
+        from engine.errors import ConfigError
+
+        raise ConfigError("--seeds and --out go with --walk-forward; for one run use --set train.seed=N and output.run_dir")
     tracker = _research("tracking", needs=("mlflow",)).Tracker(tracking_uri) if track else None  # checked before any training
     with console.status("building labelled windows ..."):
         data = rtrain.prepare_data(cfg)
@@ -118,6 +134,68 @@ def train(
         f"--out models/{cfg.run_name}" + (f"\nMLflow run {tracker.last_run_id} in {tracker.uri}" if tracker else ""),
         highlight=False,
     )
+
+
+def _seeds(text: str | None, default: int) -> list[int]:
+    from engine.errors import ConfigError
+
+    if text is None:
+        return [default]
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds '{text}': expected whole numbers separated by commas, e.g. 1,2,3") from None
+    if not values or len(set(values)) != len(values) or any(v < 0 or v > 2**31 - 1 for v in values):
+        raise ConfigError(f"--seeds '{text}': give distinct whole numbers from 0 to 2147483647, e.g. 1,2,3")
+    return values
+
+
+def _train_walk_forward(cfg: Any, config: Path, command: str, spec_text: str, seeds_text: str | None,
+                        out: Path | None, cluster: str | None, tracking_uri: str | None, track: bool) -> None:
+    """``sigtrade train --walk-forward``: one task per fold x seed, a results table at the end."""
+    import dataclasses
+    import json
+
+    from engine.cli.cluster_opts import task_executor
+
+    rwf = _research("walk_forward")
+    rconfig = _research("config")
+    spec = rwf.parse_fold_spec(spec_text)
+    seeds = _seeds(seeds_text, cfg.train.seed)
+    folds = rwf.plan_folds(cfg, spec, seeds)
+    root = out if out is not None else cfg.run_path / "walk_forward"
+    tracker = None
+    if track:
+        tracker = _research("tracking", needs=("mlflow",)).Tracker(tracking_uri, experiment="sigtrade-walk-forward")
+    job = rwf.FoldJob(config=rconfig.config_to_dict(cfg), source=str(config), out=str(root.resolve()),
+                      command=command, tracking_uri=tracker.uri if tracker else None)
+    console.print(f"walk-forward {spec}: {len({f.index for f in folds})} fold(s) x {len(seeds)} seed(s) = "
+                  f"{len(folds)} training run(s) -> {root}", highlight=False)
+    parent_ctx: Any = (tracker.run(cfg, f"{cfg.run_name} walk-forward", {"sigtrade.kind": "walk-forward-parent",
+                                                                           "sigtrade.walk_forward": str(spec)},
+                                   command=command + f" --walk-forward {spec_text}")
+                       if tracker else None)
+    with task_executor(cluster, console, local=True) as executor:
+        if parent_ctx is not None:
+            with parent_ctx as parent:
+                job = dataclasses.replace(job, parent_run_id=parent.run_id)
+                rows = executor.map(rwf.train_fold, folds, shared=job, label="fold x seed trainings")
+        else:
+            rows = executor.map(rwf.train_fold, folds, shared=job, label="fold x seed trainings")
+    frame = rwf.results_frame(rows)
+    root.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(root / "walk_forward.csv", index=False)
+    (root / "walk_forward.json").write_text(json.dumps(rows, indent=2, default=str) + "\n", encoding="utf-8")
+    table = Table(title=f"walk-forward {spec}: {len(rows)} run(s)", title_justify="left")
+    metric = f"best_{cfg.train.early_stopping_metric}"
+    for col in ("fold", "seed", "train", "validation", "status", "epochs", metric, "val_roc_auc"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["fold"]), str(r["seed"]), r["train"], r["validation"], r["status"], str(r["epochs_run"]),
+                      _fmt(r.get(metric)), _fmt(r.get("val_roc_auc")))
+    Console().print(table)
+    where = f"; MLflow {tracker.uri}" if tracker else ""
+    console.print(f"results: {root / 'walk_forward.csv'}{where}", highlight=False)
 
 
 def export(

@@ -28,6 +28,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from engine.cli.cluster_opts import CLUSTER_HELP, task_executor
+
 _PHASES = {"load": "loading bars", "model": "scoring the model", "simulate": "simulating configurations"}
 _FIG = {
     "sharpe": "Sharpe", "sortino": "Sortino", "total_return": "return", "calmar": "Calmar",
@@ -180,23 +182,33 @@ def _references(res: Any, bench: Any) -> list[Any]:
     ]
 
 
-def _verify(res: Any, metric: str, k: int, console: Console, out: Path | None) -> list[Any]:
-    """Re-run the K best in the event engine; show kernel vs engine; write each re-run's outputs under OUT/verify/."""
+def _verify(res: Any, metric: str, k: int, console: Console, out: Path | None, executor: Any = None) -> list[Any]:
+    """Re-run the K best in the event engine; show kernel vs engine; write each re-run's outputs under OUT/verify/.
+
+    With an *executor* (``--cluster``) each re-run is a task, alone in its worker process.
+    """
     from engine.metrics import compute_metrics
     from engine.report import write_outputs
     from engine.runner import run_backtest
     from engine.sweep_report import VerifyRow
+
+    best = list(res.ranked(metric).head(k).index)
+    cfgs = [res.config(cid) for cid in best]
+    if executor is None:
+        results = [run_backtest(cfg) for cfg in cfgs]
+    else:
+        from engine.cluster import tasks
+
+        results = executor.map(tasks.backtest, cfgs, label="verify-top re-runs", isolate=True, announced=True)
 
     cols = ["ts", "symbol", "side", "qty", "price", "commission", "exit_reason"]
     table = Table(title=f"top {k} by {metric} re-run in the event engine", title_justify="left")
     for c in ("#", "config", "simulator", "Sharpe", "return", "max DD", "trades", "fills", "final equity", "identical"):
         table.add_column(c, justify="right")
     rows: list[Any] = []
-    for i, (cid, _row) in enumerate(res.ranked(metric).head(k).iterrows(), start=1):
-        cfg = res.config(cid)
+    for i, (cid, cfg, result) in enumerate(zip(best, cfgs, results, strict=True), start=1):
         kernel, kernel_eq, stats = res.fast.trace(cfg)
         km = res.fast.metrics(stats[None, :]).iloc[0]
-        result = run_backtest(cfg)
         event = result.strategy
         em = compute_metrics(event, risk_free_rate=cfg.metrics.risk_free_rate)
         a, b = kernel.fills[cols].reset_index(drop=True), event.fills[cols].reset_index(drop=True)
@@ -237,15 +249,21 @@ def sweep(
     pbo_blocks: int = typer.Option(16, "--pbo-blocks", min=2, max=24, help="CSCV blocks S of the PBO (even)."),
     no_stats: bool = typer.Option(False, "--no-stats", help="Skip DSR / PBO / walk-forward (no equity paths kept)."),
     max_memory: float = typer.Option(4.0, "--max-memory", min=0.01, max=1_024, help="Memory budget of the results, GiB."),
+    cluster: str | None = typer.Option(None, "--cluster", help=CLUSTER_HELP),
 ) -> None:
-    """Sweep a signal strategy's thresholds, overlays and regime filters on the fast path."""
+    """Sweep a signal strategy's thresholds, overlays and regime filters on the fast path.
+
+    With --cluster the grid is split into chunks, one Ray task each (the prepared arrays go
+    to the object store once); walk-forward windows and --verify-top re-runs are tasks too.
+    The results are the same, bit for bit.
+    """
     import tomllib
 
     t_start = time.perf_counter()
     from engine.config import apply_overrides, load_config
     from engine.errors import ConfigError
-    from engine.sim.grid import check_values, grid_size, parse_grid
-    from engine.sim.sweep import METRICS, load_fastpath, never_allowing_regimes, plan, run_sweep
+    from engine.sim.grid import check_values, parse_grid
+    from engine.sim.sweep import METRICS
 
     if metric not in METRICS:
         from engine.errors import did_you_mean
@@ -272,9 +290,22 @@ def sweep(
         numba.set_num_threads(min(jobs, numba.config.NUMBA_NUM_THREADS))
     console = Console(stderr=True, emoji=False)
     stdout = Console(emoji=False) if Console(emoji=False).is_terminal else Console(width=200, emoji=False)
+    with task_executor(cluster, console) as executor:
+        _run(base_cfg, raw, axes, config, spec, metric, top, out, verify_top, pbo_blocks, no_stats, max_memory,
+             console, stdout, executor, t_start)
+
+
+def _run(
+    base_cfg: Any, raw: dict[str, Any], axes: Any, config: Path, spec: Any, metric: str, top: int, out: Path | None,
+    verify_top: int, pbo_blocks: int, no_stats: bool, max_memory: float, console: Console, stdout: Console,
+    executor: Any, t_start: float,
+) -> None:
+    from engine.sim.grid import grid_size
+    from engine.sim.sweep import load_fastpath, never_allowing_regimes, plan, run_sweep
+
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
-        console=console, transient=True, disable=not console.is_terminal,
+        console=console, transient=True, disable=not console.is_terminal or executor is not None,
     ) as bar:
         task = bar.add_task("sweep", total=1.0)
 
@@ -286,15 +317,20 @@ def sweep(
         console.print(f"[dim]{p.describe()}[/]", highlight=False)
         for label in never_allowing_regimes(fast, raw, axes, str(config)):
             console.print(f"[bold yellow]warning:[/] the regime filter never allows an entry with {label}: those configurations cannot trade", highlight=False)
+        if executor is not None:
+            _announce(executor, fast, spec, verify_top, p.n_configs)
         t0 = time.perf_counter()
-        res = run_sweep(fast, raw, axes, str(config), p, progress)
+        res = run_sweep(fast, raw, axes, str(config), p, progress, executor=executor)
         wall = time.perf_counter() - t0
     stdout.print(_ranked_table(res, metric, top))
     rate = res.steps / res.seconds if res.seconds > 0 else float("nan")
+    if executor is None:
+        where = f"on {os.environ.get('NUMBA_NUM_THREADS') or _threads()} thread(s)); kernel ready in {res.jit_seconds:,.2f} s (JIT or cache"
+    else:
+        where = f"on {executor.cpus} cluster CPU(s), {'; '.join(res.notes)}"
     stdout.print(
         f"[dim]{len(res.results):,} configurations in {res.seconds:,.2f} s of simulation "
-        f"({rate:,.3g} bar x symbol steps/s on {os.environ.get('NUMBA_NUM_THREADS') or _threads()} thread(s)); "
-        f"kernel ready in {res.jit_seconds:,.2f} s (JIT or cache); {wall:,.1f} s in all[/]",
+        f"({rate:,.3g} bar x symbol steps/s {where}); {wall:,.1f} s in all[/]",
         highlight=False,
     )
     report = None
@@ -303,9 +339,17 @@ def sweep(
         from engine.errors import DataError
         from engine.stats import overfitting_report
 
+        mapper = None
+        if executor is not None and spec is not None:
+            from engine.cluster import tasks
+
+            def mapper(x: Any, m: Any, windows: Any) -> Any:
+                return executor.map(tasks.walk_forward_window, windows, shared=(x, m), label="walk-forward windows", announced=True)
+
         try:
             report = overfitting_report(
-                res.returns(), n_blocks=pbo_blocks, walk_forward_spec=spec, periods_per_year=fast.periods_per_year
+                res.returns(), n_blocks=pbo_blocks, walk_forward_spec=spec, periods_per_year=fast.periods_per_year,
+                map_windows=mapper,
             )
         except DataError as exc:
             stats_reason = str(exc)
@@ -315,13 +359,27 @@ def sweep(
     if out is not None:
         _write(res, report, metric, out)
         stdout.print(f"results: {out / 'results.parquet'}, {out / 'results.csv'}, {out / 'overfitting.json'}")
-    rows = _verify(res, metric, verify_top, stdout, out) if verify_top else None
+    rows = _verify(res, metric, verify_top, stdout, out, executor) if verify_top else None
     if out is not None:
         page = _page(res, report, metric, top, out, rows, time.perf_counter() - t_start, stats_reason, stdout)
         stdout.print(f"report: {page}")
     if rows is not None and not all(r.identical for r in rows):
         stdout.print("[bold red]the event engine disagrees with the kernel: this is a bug, please report it[/]")
         raise typer.Exit(1)
+
+
+def _announce(executor: Any, fast: Any, spec: Any, verify_top: int, n_configs: int) -> None:
+    """Count the walk-forward windows and verify-top re-runs up front: one bar over all tasks."""
+    n = min(verify_top, n_configs)
+    if spec is not None:
+        from engine.errors import DataError
+        from engine.stats.walk_forward import walk_forward_windows
+
+        try:
+            n += len(walk_forward_windows(fast.window_index[1:], spec))
+        except DataError:
+            pass
+    executor.expect(n)
 
 
 def _threads() -> int:

@@ -315,6 +315,14 @@ class FastPath:
             ip[i, K.I_DD_PAUSE] = r.drawdown_pause_bars
         return fp, ip
 
+    def kernel_args(self) -> tuple[Any, ...]:
+        """The prepared arrays every kernel call reads (after :meth:`params` filled the banks).
+
+        ``sigtrade sweep --cluster`` puts this tuple in Ray's object store once and ships
+        only parameter rows to the tasks.
+        """
+        return self._args()
+
     def _args(self) -> tuple[Any, ...]:
         T, S = self.state.shape
         quotes = self._slip.stacked((2, T, S), np.float64)
@@ -341,7 +349,7 @@ class FastPath:
         eq = np.zeros((len(fp), n_win) if keep_equity else (len(fp), 0))
         args = self._args()
         stats = K.sweep_nb(np.ascontiguousarray(fp), np.ascontiguousarray(ip), *args, keep_equity, eq)
-        _check_clash(stats)
+        check_clash(stats)
         return stats, eq
 
     def metrics(self, stats: np.ndarray) -> pd.DataFrame:
@@ -397,7 +405,7 @@ class FastPath:
         n_win = int(self.in_window.sum())
         max_fills = int((self.state != K.ST_NONE).sum()) + 1
         stats, rec, reasons, equity = K.trace_nb(fp[0], ip[0], *self._args(), max_fills, n_win)
-        _check_clash(stats[None, :])
+        check_clash(stats[None, :])
         fills = self.fills_frame(rec, reasons)
         run = build_run(fills, self.window, self.window_index, self.capital)
         run.trades = trades_with_reasons(run.trades, run.fills)
@@ -429,6 +437,7 @@ class FastPath:
         return df.sort_values(["ts", "symbol"], kind="stable")[[*FILL_COLUMNS, "exit_reason"]].reset_index(drop=True)
 
 
-def _check_clash(stats: np.ndarray) -> None:
+def check_clash(stats: np.ndarray) -> None:
+    """Refuse statistics whose ledger saw a fill due after its symbol's next bar close."""
     if (stats[:, K.S_LEDGER_CLASH] > 0).any():
         raise RuntimeError("kernel ledger: a fill was due after its symbol's next bar close (bar timing bug)")

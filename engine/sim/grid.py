@@ -135,15 +135,19 @@ def _suggest(key: str) -> str:
     return f" - did you mean '{by_name[match[0]]}'?" if match else ""
 
 
-def parse_axis(text: str) -> Axis:
-    """Parse one ``--grid`` option (see the module docstring)."""
+def parse_axis(text: str, *, fast_path: bool = True) -> Axis:
+    """Parse one ``--grid`` option (see the module docstring).
+
+    With ``fast_path=False`` (event-engine backtest batches) every config key may be varied.
+    """
     if "=" not in text:
         raise ConfigError(f"--grid '{text}' is not key=values, e.g. strategy.entry_threshold=0.50:0.90:0.02")
     key, _, spec = text.partition("=")
     key = key.strip()
     if key not in ALL_KEYS:
-        raise ConfigError(f"--grid: unknown key '{key}'{_suggest(key)}; sweepable: {SWEEPABLE_HELP}")
-    if key not in SWEEPABLE:
+        known = f"sweepable: {SWEEPABLE_HELP}" if fast_path else "any [section] key of the backtest config"
+        raise ConfigError(f"--grid: unknown key '{key}'{_suggest(key)}; {known}")
+    if fast_path and key not in SWEEPABLE:
         raise ConfigError(
             f"--grid: '{key}' cannot be swept by the fast path (it fixes the universe, the fill "
             f"model or the strategy kind); run one sweep per value with --set {key}=..."
@@ -165,11 +169,11 @@ def parse_axis(text: str) -> Axis:
     return Axis(key, tuple(values))
 
 
-def parse_grid(texts: Sequence[str]) -> list[Axis]:
-    """Parse every ``--grid`` option; a key may be given once."""
-    if not texts:
+def parse_grid(texts: Sequence[str], *, fast_path: bool = True) -> list[Axis]:
+    """Parse every ``--grid`` option; a key may be given once (``fast_path``: see :func:`parse_axis`)."""
+    if not texts and fast_path:
         raise ConfigError("sweep needs at least one --grid key=values, e.g. --grid strategy.entry_threshold=0.50:0.90:0.02")
-    axes = [parse_axis(t) for t in texts]
+    axes = [parse_axis(t, fast_path=fast_path) for t in texts]
     seen: set[str] = set()
     for ax in axes:
         if ax.key in seen:
@@ -185,6 +189,11 @@ def grid_size(axes: Sequence[Axis]) -> int:
 
 def _set(raw: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     return apply_overrides(raw, [f"{key}={_toml(value)}"])
+
+
+def toml_value(value: Any) -> str:
+    """*value* written as a TOML value (what ``--set key=...`` reads back)."""
+    return _toml(value)
 
 
 def _toml(value: Any) -> str:

@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ from engine import catalog as cat
 from engine.config import BacktestConfig
 from engine.errors import ConfigError
 from engine.sim.fastpath import FastPath
+
+if TYPE_CHECKING:
+    from engine.cluster.executor import Executor
 from engine.sim.grid import Axis, check_values, combinations, config_for, grid_size
 
 log = logging.getLogger(__name__)
@@ -192,8 +195,15 @@ def run_sweep(
     source: str,
     p: Plan,
     progress: Progress = _noop,
+    executor: Executor | None = None,
 ) -> SweepResult:
-    """Simulate every combination of *axes* on top of the config *raw*, chunk by chunk."""
+    """Simulate every combination of *axes* on top of the config *raw*, chunk by chunk.
+
+    With an *executor* (``--cluster``) every chunk is a task of its own: see
+    :func:`run_sweep_tasks`.
+    """
+    if executor is not None:
+        return run_sweep_tasks(fast, raw, axes, source, p, executor)
     check_values(raw, axes, source)
     jit = warm_kernel()
     n = grid_size(axes)
@@ -253,6 +263,79 @@ def run_sweep(
     return SweepResult(
         axes=list(axes), results=results, equity=equity, fast=fast, raw=raw, source=source,
         skipped=skipped, skipped_example=example, seconds=sim_seconds, jit_seconds=jit, steps=steps,
+    )
+
+
+def task_chunk(p: Plan, cpus: int) -> int:
+    """Configurations per task: at least 4 tasks per CPU, at most the plan's chunk, at least 16."""
+    return max(1, min(p.chunk, max(16, -(-p.n_configs // (4 * max(1, cpus))))))
+
+
+def run_sweep_tasks(
+    fast: FastPath,
+    raw: dict[str, Any],
+    axes: Sequence[Axis],
+    source: str,
+    p: Plan,
+    executor: Executor,
+) -> SweepResult:
+    """:func:`run_sweep` with every chunk of configurations a task of *executor*.
+
+    The configurations are built and turned into kernel parameter rows here (which also
+    fills the per-setting banks: quotes per slippage, ATR% per period, regime series...);
+    the kernel's prepared arrays then go to the tasks once (Ray's object store) and each
+    task simulates its rows (:func:`engine.cluster.tasks.sweep_chunk`). Rows come back
+    keyed by chunk, in grid order: the results are :func:`run_sweep`'s, bit for bit.
+    """
+    from engine.cluster import tasks
+
+    check_values(raw, axes, source)
+    n = grid_size(axes)
+    size = task_chunk(p, executor.cpus)
+    chunks: list[tuple[np.ndarray, np.ndarray]] = []
+    rows: list[tuple[Any, ...]] = []
+    skipped = 0
+    example = ""
+    cfgs: list[BacktestConfig] = []
+    for values in combinations(axes):
+        try:
+            cfg = config_for(raw, axes, values, source)
+        except ConfigError as exc:
+            skipped += 1
+            example = example or str(exc).split(": ", 1)[-1]
+            continue
+        cfgs.append(cfg)
+        rows.append(values)
+        if len(cfgs) >= size:
+            chunks.append(fast.params(cfgs))
+            cfgs = []
+    if cfgs:
+        chunks.append(fast.params(cfgs))
+    if not rows:
+        raise ConfigError(
+            f"every one of the {n:,} combinations breaks a config rule ({example}); change the grid"
+        )
+    n_win = int(fast.in_window.sum())
+    t = time.perf_counter()
+    parts = executor.map(
+        tasks.sweep_chunk, chunks, shared=(fast.kernel_args(), p.keep_equity, n_win),
+        label="sweep chunks",
+    )
+    wall = time.perf_counter() - t
+    stats = np.concatenate([part[0] for part in parts])
+    if len(stats) != len(rows):
+        raise RuntimeError(f"sweep: {len(stats)} result rows for {len(rows)} configurations")
+    figures = fast.metrics(stats)
+    table = pd.DataFrame(rows, columns=[a.key for a in axes])
+    results = pd.concat([table, figures], axis=1)
+    results["costs"] = results["commission_paid"] + results["slippage_paid"]
+    results.index.name = "config"
+    equity = np.concatenate([part[1] for part in parts]) if p.keep_equity else None
+    steps = len(rows) * int((fast.state != 0).sum())
+    return SweepResult(
+        axes=list(axes), results=results, equity=equity, fast=fast, raw=raw, source=source,
+        skipped=skipped, skipped_example=example, seconds=wall, jit_seconds=0.0, steps=steps,
+        notes=[f"{len(chunks)} task(s) of up to {size:,} configurations"],
     )
 
 

@@ -21,7 +21,7 @@ from engine.errors import DataError
 from engine.stats.pbo import PBOResult, pbo_cscv
 from engine.stats.scores import check_returns, sharpe_columns
 from engine.stats.sharpe import DeflatedSharpe, deflated_sharpe_ratio
-from engine.stats.walk_forward import WalkForwardResult, WalkForwardSpec, walk_forward
+from engine.stats.walk_forward import WalkForwardResult, WalkForwardSpec, WindowMapper, walk_forward
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ def overfitting_report(
     n_trials: int | None = None,
     walk_forward_spec: WalkForwardSpec | str | None = None,
     periods_per_year: float | None = None,
+    map_windows: WindowMapper | None = None,
 ) -> OverfittingReport:
     """Overfitting statistics of choosing the best column (by per-period Sharpe) of *perf*.
 
@@ -72,6 +73,8 @@ def overfitting_report(
         E.g. ``"train=12M,test=3M"``; None skips the walk-forward.
     periods_per_year
         Adds annualised Sharpe ratios to the walk-forward summary.
+    map_windows
+        How the walk-forward windows run (see :func:`engine.stats.walk_forward.walk_forward`).
     """
     x = check_returns(perf.to_numpy(dtype=float), "perf")
     if x.ndim != 2 or x.shape[1] == 0 or x.shape[0] < 2:
@@ -91,7 +94,7 @@ def overfitting_report(
         notes.append(f"PBO not computed: {exc}")
     wf = None
     if walk_forward_spec is not None:
-        wf = walk_forward(perf, walk_forward_spec, periods_per_year=periods_per_year)
+        wf = walk_forward(perf, walk_forward_spec, periods_per_year=periods_per_year, map_windows=map_windows)
     return OverfittingReport(
         n_trials=dsr.n_trials,
         best_config=perf.columns[best],

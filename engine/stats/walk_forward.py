@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,11 @@ class WalkForwardSpec:
 
     def __str__(self) -> str:
         return f"train={self.train},test={self.test},step={self.step}"
+
+
+def parse_span(key: str, value: str) -> Span:
+    """Parse one ``key=value`` length such as ``train=12M`` (ConfigError with an example otherwise)."""
+    return _parse_span(key, value)
 
 
 def _parse_span(key: str, value: str) -> Span:
@@ -252,12 +258,39 @@ def _figures(r: np.ndarray, periods_per_year: float | None) -> dict[str, float |
     return out
 
 
+Bounds = tuple[int, int, int, int]
+"""A window's row bounds: train rows ``a:b``, test rows ``c:d``."""
+WindowMapper = Callable[[np.ndarray, Score, list[Bounds]], list[tuple[int, float, float]]]
+"""``(returns, metric, windows) -> [choose_in_window(returns, metric, *w) for w in windows]``, in order."""
+
+
+def choose_in_window(x: np.ndarray, metric: Score, a: int, b: int, c: int, d: int) -> tuple[int, float, float]:
+    """The column with the best *metric* on train rows ``a:b`` and its metric on test rows ``c:d``.
+
+    Returns (chosen column, its in-sample metric, its out-of-sample metric; NaN for a
+    Sharpe ratio of fewer than 2 test rows). The first column wins ties.
+    """
+    name, fn = resolve_score(metric)
+    is_scores = apply_score(fn, x[a:b])
+    j = int(np.argmax(is_scores))
+    if name == "sharpe" and d - c < 2:
+        oos = math.nan
+    else:
+        oos = float(apply_score(fn, x[c:d, j : j + 1])[0])
+    return j, float(is_scores[j]), oos
+
+
+def _local_windows(x: np.ndarray, metric: Score, windows: list[Bounds]) -> list[tuple[int, float, float]]:
+    return [choose_in_window(x, metric, *w) for w in windows]
+
+
 def walk_forward(
     perf: pd.DataFrame,
     spec: WalkForwardSpec | str,
     metric: Score = "sharpe",
     *,
     periods_per_year: float | None = None,
+    map_windows: WindowMapper | None = None,
 ) -> WalkForwardResult:
     """Walk-forward selection over the columns (configurations) of *perf*.
 
@@ -272,6 +305,9 @@ def walk_forward(
         ``(m, N) -> (N,)`` used both to choose on train and to report on test.
     periods_per_year
         When given, the summary adds annualised Sharpe ratios (``* sqrt(P)``).
+    map_windows
+        Runs :func:`choose_in_window` for every window (default: one after another here;
+        ``sigtrade sweep --cluster`` passes one that runs each window as a Ray task).
 
     Returns
     -------
@@ -291,10 +327,7 @@ def walk_forward(
     spec = _as_spec(spec)
     labels = list(perf.columns)
 
-    choices: list[WindowChoice] = []
-    pieces: list[np.ndarray] = []
-    picks: list[int] = []
-    rows_used: list[np.ndarray] = []
+    bounds: list[Bounds] = []
     for train_start, train_end, test_start, test_end in windows:
         a, b = index.searchsorted(train_start), index.searchsorted(train_end)
         c, d = index.searchsorted(test_start), index.searchsorted(test_end)
@@ -303,17 +336,23 @@ def walk_forward(
                 f"walk-forward window {train_start:%Y-%m-%d}..{train_end:%Y-%m-%d} has "
                 f"{b - a} training row(s); need at least 2 (gap in the data?)"
             )
-        is_scores = apply_score(fn, x[a:b])
-        j = int(np.argmax(is_scores))
+        bounds.append((int(a), int(b), int(c), int(d)))
+    chosen = (map_windows or _local_windows)(x, metric, bounds)
+    if len(chosen) != len(bounds):
+        raise DataError(f"walk-forward: {len(chosen)} window result(s) for {len(bounds)} window(s)")
+
+    choices: list[WindowChoice] = []
+    pieces: list[np.ndarray] = []
+    picks: list[int] = []
+    rows_used: list[np.ndarray] = []
+    for (train_start, train_end, test_start, test_end), (a, b, c, d), (j, is_metric, oos) in zip(
+        windows, bounds, chosen, strict=True
+    ):
         test = x[c:d, j]
-        if name == "sharpe" and test.shape[0] < 2:
-            oos = math.nan
-        else:
-            oos = float(apply_score(fn, x[c:d, j : j + 1])[0])
         choices.append(
             WindowChoice(
                 train_start, train_end, test_start, test_end, labels[j],
-                float(is_scores[j]), oos, float(np.prod(1.0 + test) - 1.0), b - a, d - c,
+                is_metric, oos, float(np.prod(1.0 + test) - 1.0), b - a, d - c,
             )
         )
         pieces.append(test)

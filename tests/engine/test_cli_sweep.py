@@ -68,7 +68,7 @@ def _sweep(config: Path, *grid: str, **kw: object) -> None:
 
     args = {
         "config": config, "grid": list(grid), "set_": [], "metric": "sharpe", "top": 5, "out": None, "verify_top": 0,
-        "jobs": 0, "walk_forward": None, "pbo_blocks": 16, "no_stats": False, "max_memory": 4.0,
+        "jobs": 0, "walk_forward": None, "pbo_blocks": 16, "no_stats": False, "max_memory": 4.0, "cluster": None,
     }
     args.update(kw)
     sweep(**args)  # type: ignore[arg-type]
