@@ -856,3 +856,37 @@ def _write_text(path: Path, text: str) -> None:
         fh.write(text)
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+
+
+# --- trials as tasks (sigtrade tune --cluster) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    """What every trial task of ``sigtrade tune --cluster`` shares: how to join the one study."""
+
+    cfg: TrainConfig
+    tune: TuneConfig
+    storage: str
+    """The study's SQLAlchemy URL (an RDB every task reaches: PostgreSQL for several machines)."""
+    study_name: str
+    tracking_uri: str | None
+    track: bool
+    config_path: str | None
+    overrides: tuple[str, ...]
+    out_root: str
+
+
+def run_trial(job: TrialJob, index: int) -> dict[str, Any]:
+    """The task: join the study (as a worker of its own) and run one trial; return its outcome."""
+    session = TuneSession(
+        job.cfg, job.tune, storage=job.storage, study_name=job.study_name, tracking_uri=job.tracking_uri,
+        track=job.track, config_path=job.config_path, overrides=list(job.overrides), out_root=job.out_root,
+    )
+    done: list[optuna.trial.FrozenTrial] = []
+    session.optimize(1, on_trial=done.append)
+    if not done:
+        return {"task": index, "number": None, "state": "none", "value": None, "worker": session.worker}
+    t = done[0]
+    return {"task": index, "number": t.number, "state": t.state.name.lower(), "value": t.value, "worker": session.worker,
+            "params": dict(t.params)}

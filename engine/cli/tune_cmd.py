@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from engine.cli.cluster_opts import CLUSTER_HELP
 from engine.cli.research_cmd import _research
 
 console = Console(stderr=True, emoji=False)
@@ -40,6 +41,7 @@ def tune(
     timeout: Annotated[float | None, typer.Option("--timeout", min=1, max=1e7, help="Stop starting trials after this many seconds.")] = None,
     export_best: Annotated[Path | None, typer.Option("--export-best", help="Export the study's best trial to this folder, e.g. models/<name>.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No per-trial lines or progress bar.")] = False,
+    cluster: Annotated[str | None, typer.Option("--cluster", help=CLUSTER_HELP + " Each trial is a task joining the one study: use an RDB every node reaches (--storage).")] = None,
 ) -> None:
     """Search hyper-parameters with Optuna (TPE, median or Hyperband pruning); every trial is an MLflow run."""
     needs = ("torch", "onnx", "optuna", "mlflow") if track else ("torch", "onnx", "optuna")
@@ -88,6 +90,15 @@ def tune(
             highlight=False,
         )
 
+    from engine.cluster.address import parse_cluster
+
+    if parse_cluster(cluster) is not None:
+        _tune_on_cluster(rtune, session, cfg, tune_cfg, config, set_, trials, cluster, track, show)
+        if export_best is not None:
+            summary = session.summarize()
+            result = session.export_best(summary, export_best)
+            console.print(f"[green]exported[/] trial {summary.best_number} to {result.path}", highlight=False)
+        return
     interrupted = False
     try:
         with progress:
@@ -105,6 +116,29 @@ def tune(
         result = session.export_best(summary, export_best)
         console.print(f"[green]exported[/] trial {summary.best_number} to {result.path} "
                       f"(torch vs onnxruntime max |diff| {result.max_abs_diff:.1e})", highlight=False)
+
+
+def _tune_on_cluster(rtune: Any, session: Any, cfg: Any, tune_cfg: Any, config: Path, set_: list[str], trials: int,
+                     cluster: str | None, track: bool, show: bool) -> None:
+    """``tune --cluster``: every trial a Ray task joining the one RDB study and the one MLflow store."""
+    from engine.cli.cluster_opts import task_executor
+
+    job = rtune.TrialJob(
+        cfg=cfg, tune=tune_cfg, storage=str(session.storage.url), study_name=session.study_name,
+        tracking_uri=session.tracker.uri if session.tracker is not None else None, track=track,
+        config_path=str(config), overrides=tuple(set_), out_root=str(session.out_dir.parent.resolve()),
+    )
+    with task_executor(cluster, console) as executor:
+        if getattr(executor, "nodes", 1) > 1 and str(session.storage.url).startswith("sqlite"):
+            console.print("[yellow]warning:[/] a SQLite study is shared only by the nodes that see its file; "
+                          "give --storage a PostgreSQL/MySQL URL for a multi-machine cluster", highlight=False)
+        outcomes = executor.map(rtune.run_trial, list(range(trials)), shared=job, label="trials")
+    if show:
+        for o in sorted(outcomes, key=lambda o: (o["number"] is None, o["number"])):
+            params = "  ".join(f"{k}={_fmt(v)}" for k, v in (o.get("params") or {}).items())
+            console.print(f"trial {str(o['number']):>4} {o['state']:<8} {tune_cfg.metric} {_fmt(o['value'])}  {params}  "
+                          f"[dim]{o['worker']}[/]", highlight=False)
+    _print_summary(session.summarize(), tune_cfg.metric)
 
 
 def _print_summary(summary: Any, metric: str) -> None:

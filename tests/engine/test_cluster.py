@@ -208,3 +208,31 @@ def test_cluster_addresses_are_parsed_without_ray() -> None:
     for bad in ("local:0", "local:x", "host", "host:99999", "ray://h:1"):
         with pytest.raises(ConfigError):
             parse_cluster(bad, env=False)
+
+
+def test_ctrl_c_cancels_the_outstanding_tasks(ray_cluster: Any, batch_configs: list[Path], tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SIGTRADE_RAY_ADDRESS"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "backtest", *map(str, batch_configs), *BATCH_GRID, "--grid", "risk.stop_loss=0,0.02",
+         "--out", str(tmp_path / "batch"), "--cluster", ray_cluster.address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        end = time.monotonic() + 120
+        while not ray_cluster.worker_pids("sigtrade.backtest") and time.monotonic() < end and proc.poll() is None:
+            time.sleep(0.1)
+        assert ray_cluster.worker_pids("sigtrade.backtest"), "no backtest task started"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "outstanding task(s) cancelled" in err
+    n = int(err.split("interrupted[/]: " if "[/]" in err else "interrupted: ")[1].split()[0])
+    assert n >= 6, err  # 8 runs on 2 CPUs: at most 2 had finished or were running when Ctrl-C came
+    end = time.monotonic() + 30
+    while ray_cluster.worker_pids("sigtrade.backtest") and time.monotonic() < end:
+        time.sleep(0.2)
+    assert not ray_cluster.worker_pids("sigtrade.backtest"), "a cancelled backtest is still running"
+    assert not (tmp_path / "batch" / "summary.csv").exists(), "nothing half-written"
