@@ -10,7 +10,7 @@ Workload: real hourly bars of ``../shared/data`` (8 symbols with ``--quick``, el
   pays the workers' start and numba's cache load, reported apart).
 * **batch**: 16 event-engine backtests (slippage x stop-loss grid) of the signal strategy
   over 2024-01-02 .. 2024-06-28 - locally one after another in one process, and as Ray
-  tasks in a process each (``max_calls=1``: one NautilusTrader engine per process).
+  tasks (one engine at a time per worker process, recycled every 16 tasks).
 
 Every Ray result is checked equal to the local one. Goals (issue 14): sweep overhead of
 going through Ray <= 10 % at 1 worker; batch scaling efficiency (speed-up over the local

@@ -9,8 +9,8 @@ KEY=VALUE``: the same config, validated before anything runs, and the same
 row per run: its name, file, overrides and headline metrics next to the benchmark's).
 
 Runs are independent: without ``--cluster`` they run one after another in this process;
-with it each is a Ray task in a process of its own (one NautilusTrader engine per
-process). The results are the same either way.
+with it each is a Ray task, alone in its worker process (a fresh NautilusTrader engine,
+never beside another one). The results are the same either way.
 """
 
 from __future__ import annotations

@@ -76,12 +76,16 @@ class Executor:
         label
             What the progress bar says.
         isolate
-            Run each task in a process of its own (event-engine backtests: one
-            NautilusTrader engine per process). Locally the tasks run in this process,
-            one after another, as a single backtest does.
+            Tasks that build a NautilusTrader engine: on Ray each runs alone in its worker
+            process, which is recycled every few tasks. Locally the tasks run in this
+            process, one after another, as a single backtest does.
         announced
             The tasks were already counted by :meth:`expect`.
         """
+        self._reserve(len(items), announced)
+        return self._map(fn, items, shared, label, isolate)
+
+    def _map(self, fn: Callable[[Any, T], R], items: Sequence[T], shared: Any, label: str, isolate: bool) -> list[R]:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -97,18 +101,7 @@ class Executor:
 class LocalExecutor(Executor):
     """This process, one task after another: the single-machine code path."""
 
-    def map(
-        self,
-        fn: Callable[[Any, T], R],
-        items: Sequence[T],
-        *,
-        shared: Any = None,
-        label: str = "tasks",
-        isolate: bool = False,
-        announced: bool = False,
-    ) -> list[R]:
-        """See :meth:`Executor.map`."""
-        self._reserve(len(items), announced)
+    def _map(self, fn: Callable[[Any, T], R], items: Sequence[T], shared: Any, label: str, isolate: bool) -> list[R]:
         out: list[R] = []
         for item in items:
             out.append(fn(shared, item))

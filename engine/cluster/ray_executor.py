@@ -16,9 +16,14 @@ Only this module imports Ray (the ``[cluster]`` extra), and only when a command 
   missing data) is not retried: it is re-raised as itself, with its message.
 * **Ctrl-C** cancels every outstanding task (``ray.cancel(force=True)``) before the
   command exits.
-* **Processes.** ``isolate=True`` tasks (event-engine backtests) run in a worker process
-  of their own that exits afterwards (``max_calls=1``): one NautilusTrader engine per
-  process. Workers run with the driver's working directory when it exists on their node
+* **Processes.** A Ray worker process runs one task at a time, so an ``isolate=True``
+  task (an event-engine backtest) has its process to itself: a fresh NautilusTrader
+  engine, never shared and never run beside another one in that process - exactly as
+  ``sigtrade backtest`` runs its strategy and benchmark engines one after the other. Such
+  a worker process is replaced after :data:`ISOLATED_CALLS` tasks (``max_calls``), which
+  bounds whatever a long batch could accumulate in one process; a fresh process per
+  backtest (``max_calls=1``) was measured to cost ~4 s of imports and model loading per
+  task here (benchmarks/cluster.py). Workers run with the driver's working directory when it exists on their node
   (relative catalog and model paths mean the same there) and with one numba / OpenMP
   thread each (one task per CPU).
 """
@@ -40,6 +45,8 @@ R = TypeVar("R")
 MAX_RETRIES = 3
 """Re-runs of a task whose worker or node died, by default."""
 _WAIT_S = 0.5
+ISOLATED_CALLS = 16
+"""Tasks an isolating worker process runs before Ray replaces it."""
 
 
 def _import_ray(spec: ClusterSpec) -> Any:
@@ -128,7 +135,7 @@ class RayExecutor(Executor):
         if key not in self._remotes:
             name = f"sigtrade.{getattr(fn, '__name__', 'task')}"
             self._remotes[key] = self._ray.remote(
-                num_cpus=1, max_retries=0, retry_exceptions=False, max_calls=1 if isolate else 0,
+                num_cpus=1, max_retries=0, retry_exceptions=False, max_calls=ISOLATED_CALLS if isolate else 0,
             )(run_task).options(name=name)
         return self._remotes[key]
 
@@ -137,19 +144,9 @@ class RayExecutor(Executor):
         names = ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "LocalRayletDiedError", "OutOfMemoryError")
         return tuple(getattr(ex, n) for n in names if hasattr(ex, n))
 
-    def map(
-        self,
-        fn: Callable[[Any, T], R],
-        items: Sequence[T],
-        *,
-        shared: Any = None,
-        label: str = "tasks",
-        isolate: bool = False,
-        announced: bool = False,
-    ) -> list[R]:
-        """See :meth:`Executor.map`; retries and cancellation as in the module docstring."""
+    def _map(self, fn: Callable[[Any, T], R], items: Sequence[T], shared: Any, label: str, isolate: bool) -> list[R]:
+        """:meth:`Executor.map` on Ray; retries and cancellation as in the module docstring."""
         ray = self._ray
-        self._reserve(len(items), announced)
         if not items:
             return []
         shared_ref = ray.put(shared)

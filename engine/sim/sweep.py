@@ -252,18 +252,22 @@ def run_sweep(
         raise ConfigError(
             f"every one of the {n:,} combinations breaks a config rule ({example}); change the grid"
         )
-    stats = np.concatenate(stats_parts)
-    figures = fast.metrics(stats)
-    table = pd.DataFrame(rows, columns=[a.key for a in axes])
-    results = pd.concat([table, figures], axis=1)
-    results["costs"] = results["commission_paid"] + results["slippage_paid"]
-    results.index.name = "config"
+    results = _results(fast, axes, rows, np.concatenate(stats_parts))
     equity = np.concatenate(eq_parts) if p.keep_equity else None
     steps = len(rows) * int((fast.state != 0).sum())
     return SweepResult(
         axes=list(axes), results=results, equity=equity, fast=fast, raw=raw, source=source,
         skipped=skipped, skipped_example=example, seconds=sim_seconds, jit_seconds=jit, steps=steps,
     )
+
+
+def _results(fast: FastPath, axes: Sequence[Axis], rows: list[tuple[Any, ...]], stats: np.ndarray) -> pd.DataFrame:
+    """The results table: swept values, then the figures of each configuration's statistics."""
+    table = pd.DataFrame(rows, columns=[a.key for a in axes])
+    results = pd.concat([table, fast.metrics(stats)], axis=1)
+    results["costs"] = results["commission_paid"] + results["slippage_paid"]
+    results.index.name = "config"
+    return results
 
 
 def task_chunk(p: Plan, cpus: int) -> int:
@@ -325,11 +329,7 @@ def run_sweep_tasks(
     stats = np.concatenate([part[0] for part in parts])
     if len(stats) != len(rows):
         raise RuntimeError(f"sweep: {len(stats)} result rows for {len(rows)} configurations")
-    figures = fast.metrics(stats)
-    table = pd.DataFrame(rows, columns=[a.key for a in axes])
-    results = pd.concat([table, figures], axis=1)
-    results["costs"] = results["commission_paid"] + results["slippage_paid"]
-    results.index.name = "config"
+    results = _results(fast, axes, rows, stats)
     equity = np.concatenate([part[1] for part in parts]) if p.keep_equity else None
     steps = len(rows) * int((fast.state != 0).sum())
     return SweepResult(

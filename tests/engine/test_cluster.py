@@ -22,8 +22,6 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.engine.conftest import OVERLAY_SYMBOLS
-
 GRID = ["--grid", "strategy.entry_threshold=0.48:0.56:0.02", "--grid", "regime.trend.sma=0,50", "--grid", "risk.stop_loss=0,0.01"]
 SWEEP_OPTS = ["--top", "5", "--verify-top", "2", "--walk-forward", "train=2M,test=1M", "--pbo-blocks", "8"]
 
@@ -32,18 +30,6 @@ def sigtrade(*args: str, env: dict[str, str] | None = None, timeout: float = 600
     full = {**os.environ, "COLUMNS": "200", **(env or {})}
     full.pop("SIGTRADE_RAY_ADDRESS", None)
     return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, timeout=timeout, env=full)
-
-
-@pytest.fixture(scope="module")
-def sweep_config(overlay_catalog: Path, overlay_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("cluster_sweep") / "sweep.toml"
-    path.write_text(
-        f'[data]\ncatalog = "{overlay_catalog}"\nsymbols = {json.dumps(OVERLAY_SYMBOLS)}\n'
-        'start = "2024-01-02"\nend = "2024-06-28"\n'
-        f'[strategy]\nkind = "signal"\nmodel = "{overlay_model}"\n'
-        "[risk]\ncooldown_bars = 2\n"
-    )
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +222,11 @@ def test_ctrl_c_cancels_the_outstanding_tasks(ray_cluster: Any, batch_configs: l
         time.sleep(0.2)
     assert not ray_cluster.worker_pids("sigtrade.backtest"), "a cancelled backtest is still running"
     assert not (tmp_path / "batch" / "summary.csv").exists(), "nothing half-written"
+
+
+def test_an_error_raised_by_a_task_is_reported_as_itself(ray_cluster: Any, batch_configs: list[Path], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(batch_configs[0].read_text().replace('symbols = ["SPY", "AAPL", "AMD"]', 'symbols = ["SPY", "NOPE"]'))
+    proc = sigtrade("backtest", str(batch_configs[0]), str(bad), "--cluster", ray_cluster.address)
+    assert proc.returncode in (2, 3), proc.stderr
+    assert "NOPE" in proc.stderr and "internal error" not in proc.stderr and "Traceback" not in proc.stderr
