@@ -96,10 +96,16 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
 
     need(importlib.util.find_spec("ray") is not None, 'Ray is not installed (pip install -e ".[cluster]")')
     cluster = LocalRayCluster(tmp_path_factory.mktemp("ray"))
-    try:
-        cluster.start()
-    except Exception as exc:
+    with pytest.MonkeyPatch.context() as mp:
+        # a loopback-only cluster of the tests' own: no token authentication, whether or not
+        # a ~/.ray/auth_token from some other Ray session exists (the nodes and every driver
+        # must agree, and they read this variable)
+        mp.setenv("RAY_AUTH_MODE", "disabled")
+        mp.delenv("SIGTRADE_RAY_ADDRESS", raising=False)
+        try:
+            cluster.start()
+        except Exception as exc:
+            cluster.stop()
+            need(False, f"a local Ray cluster could not start: {exc}")
+        yield cluster
         cluster.stop()
-        need(False, f"a local Ray cluster could not start: {exc}")
-    yield cluster
-    cluster.stop()

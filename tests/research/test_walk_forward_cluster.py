@@ -67,8 +67,11 @@ def test_walk_forward_on_the_cluster_equals_the_local_run(ray_cluster: Any, real
             capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
         )
 
-    local = run(tmp_path / "local")
-    assert local.returncode == 0, local.stderr
+    # the local run in this process (torch is loaded already), the cluster run as a user runs it
+    from engine.cli.research_cmd import train
+
+    train(config=config, set_=[], quiet=True, tracking_uri=uri, track=True, walk_forward=SPEC, seeds="1,2",
+          out=tmp_path / "local", cluster=None)
     remote = run(tmp_path / "cluster", "--cluster", ray_cluster.address)
     assert remote.returncode == 0, remote.stderr
     assert "4 task(s) on 2 CPU(s); 0 retried" in remote.stderr
