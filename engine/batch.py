@@ -100,15 +100,6 @@ def plan_batch(configs: Sequence[Path], sets: Sequence[str], axes: Sequence[Axis
     return runs
 
 
-def check_out(out: Path) -> None:
-    """Refuse an ``--out`` that cannot take the batch's folders, before any run."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file: give a folder (each run gets a sub-folder)")
-    parent = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: '{parent}' is not writable; choose another folder")
-
-
 def summary_row(run: BatchRun, result: BacktestResult) -> dict[str, Any]:
     """One row of the summary table."""
     m = result.metrics

@@ -116,16 +116,17 @@ def backtest(
 
 def _batch(configs: list[Path], sets: list[str], grid: list[str], out: Path | None, as_json: bool, cluster: str | None) -> None:
     """Several backtests: plan and validate all, run each as a task, write each folder and the summary."""
-    from engine.batch import check_out, plan_batch, summary_frame, write_batch
+    from engine.batch import plan_batch, summary_frame, write_batch
     from engine.cluster import tasks
     from engine.metrics import json_safe
+    from engine.outputs import check_output_dir
     from engine.sim.grid import parse_grid
 
     axes = parse_grid(grid, fast_path=False)
     runs = plan_batch(configs, sets, axes)
     if out is not None:
-        check_out(out)
-    console = Console(stderr=True)
+        check_output_dir(out, "--out", protected=sorted({r.cfg.data.catalog for r in runs if r.cfg is not None}))
+    console = Console(stderr=True, emoji=False)
     with task_executor(cluster, console, local=True) as executor:
         results = executor.map(tasks.backtest, [r.cfg for r in runs], label="backtests", isolate=True)
     if out is not None:
@@ -143,7 +144,7 @@ def _batch(configs: list[Path], sets: list[str], grid: list[str], out: Path | No
     for row in frame.to_dict("records"):
         key = {"benchmark_total_return": "total_return", "excess_total_return": "total_return"}
         table.add_row(*[str(row["run"]) if c == "run" else _fmt(key.get(c, c), row.get(c)) for c in cols])
-    stdout = Console() if Console().is_terminal else Console(width=200)
+    stdout = Console(emoji=False) if Console(emoji=False).is_terminal else Console(width=200, emoji=False)
     stdout.print(table)
     if out is not None:
         stdout.print(f"summary: {out / 'summary.csv'}, {out / 'summary.json'}; one folder per run in {out}", highlight=False)

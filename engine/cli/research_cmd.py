@@ -76,8 +76,6 @@ def train(
         _train_walk_forward(cfg, config, command, walk_forward, seeds, out, cluster, tracking_uri if track else None, track)
         return
     if seeds is not None or out is not None:
-        from engine.errors import ConfigError
-
         raise ConfigError("--seeds and --out go with --walk-forward; for one run use --set train.seed=N and output.run_dir")
     tracker = _research("tracking", needs=("mlflow",)).Tracker(tracking_uri) if track else None  # checked before any training
     with console.status("building labelled windows ..."):
@@ -137,8 +135,6 @@ def train(
 
 
 def _seeds(text: str | None, default: int) -> list[int]:
-    from engine.errors import ConfigError
-
     if text is None:
         return [default]
     try:
@@ -164,6 +160,7 @@ def _train_walk_forward(cfg: Any, config: Path, command: str, spec_text: str, se
     seeds = _seeds(seeds_text, cfg.train.seed)
     folds = rwf.plan_folds(cfg, spec, seeds)
     root = out if out is not None else cfg.run_path / "walk_forward"
+    check_output_dir(root, "--out" if out is not None else "the walk-forward folder", protected=[cfg.data.catalog])
     tracker = None
     if track:
         tracker = _research("tracking", needs=("mlflow",)).Tracker(tracking_uri, experiment="sigtrade-walk-forward")
@@ -193,7 +190,7 @@ def _train_walk_forward(cfg: Any, config: Path, command: str, spec_text: str, se
     for r in rows:
         table.add_row(str(r["fold"]), str(r["seed"]), r["train"], r["validation"], r["status"], str(r["epochs_run"]),
                       _fmt(r.get(metric)), _fmt(r.get("val_roc_auc")))
-    Console().print(table)
+    Console(emoji=False).print(table)
     where = f"; MLflow {tracker.uri}" if tracker else ""
     console.print(f"results: {root / 'walk_forward.csv'}{where}", highlight=False)
 
