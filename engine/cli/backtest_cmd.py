@@ -58,7 +58,7 @@ def backtest(
     out: Path | None = typer.Option(None, "--out", help="Write metrics.json, curves, fills, trades and report.html here (a batch: one folder per run + summary.csv/.json)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object on stdout (a batch: a list)."),
     replay_dir: Path | None = typer.Option(None, "--replay", help="Replay a recorded paper session's bars (sigtrade paper --record DIR) and compare decisions."),
-    grid: list[str] = typer.Option([], "--grid", help="A batch: key=v1,v2,... or key=a:b:step over any config key, one backtest per combination (repeatable)."),
+    grid: list[str] = typer.Option([], "--grid", help="A batch: key=v1,v2,... or a range key=0.1:0.5:0.1 (inclusive) over any config key, one backtest per combination (repeatable)."),
     cluster: str | None = typer.Option(None, "--cluster", help=CLUSTER_HELP),
 ) -> None:
     """Run an event-driven backtest and compare it with buy-and-hold of the benchmark.

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 CLUSTER_HELP = (
     "Run the independent tasks on Ray: 'auto' (the cluster running on this machine), 'local' / "
     "'local:N' (a local Ray instance with N CPUs), or HOST:PORT of a head node. Default: "
-    "$SIGTRADE_RAY_ADDRESS; unset = this machine, one task after another. Needs the [cluster] extra."
+    "$SIGTRADE_RAY_ADDRESS; unset = this machine, one task after another. Needs the \\[cluster] extra."
 )
 
 
