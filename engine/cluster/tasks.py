@@ -52,8 +52,3 @@ def backtest(shared: Any, cfg: Any) -> Any:
     from engine.runner import run_backtest
 
     return run_backtest(cfg)
-
-
-def strategy_run(shared: Any, cfg: Any) -> Any:
-    """The strategy's books of one event-engine backtest (what ``--verify-top`` compares)."""
-    return backtest(shared, cfg).strategy
