@@ -76,7 +76,7 @@ class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     """Base of every policy card section: frozen, strict, keyword-only."""
 
 
-class StateField(_Struct):
+class StateField(_Struct, kw_only=True):
     """One raw state input and how the graph normalises it: ``clip((x - offset) x scale, -clip, clip)``."""
 
     name: Literal["position", "unrealised_return", "bars_held", "probability"]
@@ -86,7 +86,7 @@ class StateField(_Struct):
     clip: float
 
 
-class ObservationSpec(_Struct):
+class ObservationSpec(_Struct, kw_only=True):
     """What the policy observes: the feature window and the raw state."""
 
     lookback: Annotated[int, msgspec.Meta(ge=1, le=512)]
@@ -97,7 +97,7 @@ class ObservationSpec(_Struct):
     """The ``state`` input's columns, in order."""
 
 
-class GateSpec(_Struct):
+class GateSpec(_Struct, kw_only=True):
     """Gate mode: the signal model whose proposed entries the policy lets through or skips."""
 
     folder: str = GATE_DIR
@@ -112,7 +112,7 @@ class GateSpec(_Struct):
     """A long is closed when p < this (not gated)."""
 
 
-class PolicyCard(_Struct):
+class PolicyCard(_Struct, kw_only=True):
     """The contract of one ONNX policy (``models/<name>/card.json`` with ``kind = "policy"``)."""
 
     kind: Literal["policy"] = "policy"
