@@ -11,6 +11,9 @@ paper). The graph's tensors:
   bars held (count) and, in gate mode, the signal model's probability. The graph
   normalises it itself (``clip((x - offset) x scale, -clip, clip)``, the constants are
   recorded in the card): the normalisation is folded into the graph;
+* ``metadata_props``: the input contract of :mod:`models.input_contract` (ordered
+  features, feature set, lookback, scaler), checked against the card on load as for a
+  signal model;
 * output ``logits``: ``[-1, A]`` float32, one per entry of ``actions``. The action is the
   arg-max over the actions allowed at that bar (:meth:`PolicyModel.act`), which is what
   the deterministic policy chose in training.
@@ -51,6 +54,7 @@ from models.card import (
 from models.errors import CardMismatchError, ModelContractError
 from models.feature_set import get_feature_set
 from models.features import StreamingFeatures, compute_features, scale, warmup_bars
+from models.input_contract import check_contract
 
 __all__ = [
     "GATE_DIR",
@@ -167,6 +171,11 @@ class PolicyCard(_Struct, kw_only=True):
         return len(self.observation.state)
 
     @property
+    def asset_map(self) -> None:
+        """Policies take no asset id (the input contract's ``asset_map`` is absent)."""
+        return None
+
+    @property
     def allows_short(self) -> bool:
         """Whether an action targets a short position."""
         return "short" in self.actions
@@ -268,6 +277,7 @@ def validate_policy(path: Path | str, *, smoke: bool = True) -> tuple[PolicyCard
     _check_signature("output", out.name, out.dtype, out.shape, graph.outputs[out.name], file, warnings)
     if graph.opset is not None and graph.opset < card.opset:
         raise _bad(file, "opset", f"<= {graph.opset} (the graph's)", card.opset, "fix the card")
+    check_contract(card, graph.metadata, file, str(blob_path), str(folder))
     if card.gate is not None:
         _check_gate(folder, card)
     if smoke:

@@ -32,8 +32,8 @@ from nautilus_trader.model.data import Bar
 from engine.config import BacktestConfig
 from models.errors import ModelContractError
 from models.policy import PolicyModel, load_policy
-from strategies.target import TargetStrategy
 from strategies.base import SigtradeStrategyConfig
+from strategies.target import TargetStrategy
 
 __all__ = ["PolicyStrategy", "PolicyStrategyConfig", "warmup_bars"]
 

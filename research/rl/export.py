@@ -27,9 +27,26 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ConfigError
-from models.card import CARD_FILE, MODEL_FILE, FeatureSetRef, Scaler, TensorSpec, TrainingInfo, atomic_write, write_card
+from models.card import (
+    CARD_FILE,
+    MODEL_FILE,
+    FeatureSetRef,
+    Scaler,
+    TensorSpec,
+    TrainingInfo,
+    atomic_write,
+    write_card,
+)
 from models.errors import ModelContractError
-from models.policy import GATE_DIR, GateSpec, ObservationSpec, PolicyCard, StateField, validate_policy
+from models.input_contract import contract_metadata
+from models.policy import (
+    GATE_DIR,
+    GateSpec,
+    ObservationSpec,
+    PolicyCard,
+    StateField,
+    validate_policy,
+)
 from research.rl import env_nb as E
 from research.rl.config import RL_CONFIG_FILE, rl_config_to_dict
 from research.rl.train import RUN_FILE, load_run
@@ -81,7 +98,7 @@ def _graph_module(policy: Any, n_state: int) -> Any:
     return PolicyGraph().eval()
 
 
-def _onnx_bytes(module: Any, lookback: int, n_features: int, n_state: int) -> bytes:
+def _onnx_bytes(module: Any, lookback: int, n_features: int, n_state: int, metadata: dict[str, str]) -> bytes:
     import onnx
     import torch
 
@@ -97,6 +114,9 @@ def _onnx_bytes(module: Any, lookback: int, n_features: int, n_state: int) -> by
     model = onnx.load_from_string(buf.getvalue())
     model.producer_name = "sigtrade.research.rl"
     model.doc_string = "sigtrade RL policy: action logits of (scaled feature window, raw state)"
+    for key, value in metadata.items():  # the input contract, checked against the card on load
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
     onnx.checker.check_model(model, full_check=True)
     return bytes(model.SerializeToString())
 
@@ -144,7 +164,9 @@ def export_policy(source: str | Path, out: str | Path, *, name: str | None = Non
     gate = meta.get("gate")
     n_state = 4 if gate else 3
     module = _graph_module(policy, n_state)
-    blob = _onnx_bytes(module, lookback, n_features, n_state)
+    contract = contract_metadata(feature_set=fs["name"], version=str(fs["version"]), features=fs["features"],
+                                 lookback=lookback, scaler_mean=meta["mean"], scaler_std=meta["std"])
+    blob = _onnx_bytes(module, lookback, n_features, n_state, contract)
     diff = _parity(blob, module, policy, lookback, n_features, n_state)
     if not diff <= PARITY_TOL:
         raise ModelContractError(f"ONNX export of {source} disagrees with the policy by {diff:.2e} (> {PARITY_TOL:g})")

@@ -90,7 +90,6 @@ def _seed(seed: int, threads: int, device: str) -> Any:
     import torch
 
     random.seed(seed)
-    np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
     if threads > 0:
         torch.set_num_threads(threads)
@@ -303,7 +302,8 @@ def train_rl(
         stopped = state["stale"] >= cfg.train.patience or state["pruned"]
         if not stopped and (not result.history or result.history[-1]["timesteps"] < model.num_timesteps):
             validate(int(model.num_timesteps))
-        result.status = "pruned" if state["pruned"] else ("early_stopped" if stopped else "completed")
+        early = stopped and model.num_timesteps < cfg.train.timesteps
+        result.status = "pruned" if state["pruned"] else ("early_stopped" if early else "completed")
     except KeyboardInterrupt:
         result.status = "interrupted"
         _write_json(out / RUN_FILE, {**base, "result": result.to_dict()})

@@ -17,7 +17,15 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from models.card import CARD_FILE, MODEL_FILE, FeatureSetRef, Scaler, TensorSpec, TrainingInfo, write_card
+from models.card import (
+    CARD_FILE,
+    MODEL_FILE,
+    FeatureSetRef,
+    Scaler,
+    TensorSpec,
+    TrainingInfo,
+    write_card,
+)
 from models.feature_set import SEED14_V1
 from models.policy import ObservationSpec, PolicyCard, StateField
 
