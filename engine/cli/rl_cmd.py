@@ -42,9 +42,9 @@ def train(
 ) -> None:
     """Train a PPO policy (MaskablePPO with masks) on the numba environment; best policy in runs/<name>/best.zip."""
     rconfig = _research("rl.config", needs=RL_NEEDS)
+    cfg = rconfig.load_rl_config(config, set_)  # a bad config fails here, before the heavy imports
     rtrain = _research("rl.train", needs=RL_NEEDS)
     rmarket = _research("rl.market", needs=RL_NEEDS)
-    cfg = rconfig.load_rl_config(config, set_)
     command = _command("rl train", str(config), sets=set_)
     tracker = _research("tracking", needs=("mlflow",)).Tracker(tracking_uri, experiment="sigtrade-rl") if track else None
     with console.status("preparing the environment (features, quotes, segments) ..."):

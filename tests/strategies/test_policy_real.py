@@ -27,17 +27,21 @@ FILL_COLS = ["ts", "symbol", "side", "qty", "price", "commission", "exit_reason"
 
 @pytest.fixture(scope="module")
 def catalog(hourly_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real bars of SPY and AMD from 2023-09 (streaming mode replays the whole history: keep it short)."""
     from engine.ingest.pipeline import ingest_files
 
-    root = tmp_path_factory.mktemp("pol") / "catalog"
-    ingest_files([hourly_dir / f"{s}_1h.csv" for s in SYMBOLS], root, bar="1-HOUR", repair=True)
+    full = tmp_path_factory.mktemp("pol") / "full"
+    ingest_files([hourly_dir / f"{s}_1h.csv" for s in SYMBOLS], full, bar="1-HOUR", repair=True)
+    root = full.parent / "catalog"
+    frames = {s: cat.read_frame(full, s, "1-HOUR").loc["2023-09-05":"2024-03-28"] for s in SYMBOLS}
+    cat.write_bars(root, frames, "1-HOUR", note="real hourly bars (market-base), 2023-09-05 .. 2024-03-28")
     return root
 
 
 @pytest.fixture(scope="module")
 def policies(catalog: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     frame = cat.read_frame(catalog, "SPY", "1-HOUR")
-    feats = compute_features(frame.loc[:"2023-06-30"]).dropna()
+    feats = compute_features(frame.loc[:"2023-12-29"]).dropna()
     scaler = (feats.mean().tolist(), feats.std().replace(0, 1).tolist())
     root = tmp_path_factory.mktemp("policies")
     return {
