@@ -78,8 +78,14 @@ def make_policy_artifact(
     stickiness: float = 0.5,
     gate: dict[str, Any] | None = None,
     bar: str = "1-HOUR",
+    bias: float = 0.0,
+    held_weight: float = 0.0,
 ) -> Path:
-    """Write ``model.onnx`` + ``card.json`` of a linear momentum policy into *folder*; return it."""
+    """Write ``model.onnx`` + ``card.json`` of a linear momentum policy into *folder*; return it.
+
+    *bias* favours ``long``; a negative *held_weight* makes a long position lose its appeal
+    as its bars held grow (``bias=1, held_weight=-200``: enter, hold one bar, exit, repeat).
+    """
     features = SEED14_V1.features
     n_features = len(features)
     n_state = 4 if gate else 3
@@ -95,7 +101,9 @@ def make_policy_artifact(
         v[0, 2] = -stickiness
     if gate:
         v[3, 1] = 1.0
+    v[2, 1] = held_weight  # < 0: a long position is given up as it ages
     c = np.zeros(n_actions, np.float32)
+    c[1] = bias
     mean, std = scaler or ([0.0] * n_features, [1.0] * n_features)
     meta = _contract(lookback, mean, std)
     blob = policy_graph(lookback, n_features, n_state, w, v, c, meta)
