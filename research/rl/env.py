@@ -218,14 +218,14 @@ class TradingVecEnv(gym.vector.VectorEnv):  # type: ignore[misc]
 
     def step_info(self) -> dict[str, Any]:
         """The last step's itemised accounting, one array per item."""
-        inf = self.info
+        inf = self.info.T.copy()  # one copy; each item a contiguous row of it
         return {
-            "gross_pnl": inf[:, E.INFO_GROSS].copy(),
-            "commission": inf[:, E.INFO_COMMISSION].copy(),
-            "slippage": inf[:, E.INFO_SLIPPAGE].copy(),
-            "turnover": inf[:, E.INFO_TURNOVER].copy(),
-            "equity": inf[:, E.INFO_EQUITY].copy(),
-            "terminal_equity": inf[:, E.INFO_TERMINAL].copy(),
+            "gross_pnl": inf[E.INFO_GROSS],
+            "commission": inf[E.INFO_COMMISSION],
+            "slippage": inf[E.INFO_SLIPPAGE],
+            "turnover": inf[E.INFO_TURNOVER],
+            "equity": inf[E.INFO_EQUITY],
+            "terminal_equity": inf[E.INFO_TERMINAL],
         }
 
     def action_masks(self) -> np.ndarray:

@@ -103,11 +103,8 @@ def observe_nb(
     lookback = ip[I_LOOKBACK]
     n_feat = features.shape[1]
     o = obs[i]
-    c = 0
-    for r in range(k - lookback + 1, k + 1):
-        for f in range(n_feat):
-            o[c] = features[r, f]
-            c += 1
+    c = lookback * n_feat
+    o[:c] = features[k - lookback + 1 : k + 1].ravel()  # the window's rows are contiguous: one copy
     p0 = sf[i, S_POS]
     side = 1.0 if p0 > 0.0 else (-1.0 if p0 < 0.0 else 0.0)
     unreal = side * (close[k] / sf[i, S_ENTRY] - 1.0) if p0 != 0.0 else 0.0
