@@ -172,3 +172,29 @@ def test_config_loading_names_the_file_stem_and_ignores_tune(rl_catalog: Path, t
     raw["tune"] = {"trials": 3}
     cfg = load_rl_config(_toml(raw, tmp_path / "my_policy.toml"))
     assert cfg.run_name == "my_policy" and cfg.algorithm == "MaskablePPO"
+
+
+def test_every_numeric_rl_field_has_both_bounds() -> None:
+    from engine.schema import numeric_fields
+    from research.rl.config import RLConfig
+    from research.rl.tune import RLTuneConfig
+
+    for struct in (RLConfig, RLTuneConfig):
+        fields = list(numeric_fields(struct))
+        assert len(fields) >= 6
+        loose = [f.path for f in fields if not f.bounds.complete]
+        assert not loose, f"{struct.__name__}: numeric fields without both bounds: {loose}"
+
+
+def test_shipped_rl_configs_load() -> None:
+    from research.rl.config import is_rl_config
+    from research.rl.tune import load_tune_config
+
+    root = Path(__file__).resolve().parents[3] / "config"
+    paths = [root / "rl_demo.toml", *sorted((root / "rl").glob("*.toml"))]
+    assert len(paths) == 3
+    for path in paths:
+        assert is_rl_config(path), path
+        cfg, tune = load_tune_config(path)
+        assert cfg.costs.commission_bps == 10 and cfg.costs.slippage_bps == 5, path
+        assert tune.space, path
