@@ -94,7 +94,7 @@ def test_same_seed_same_policy_other_seed_other_policy(rl_catalog: Path, tmp_pat
     a = train_rl(cfg, market=market, run_dir=tmp_path / "a")
     b = train_rl(cfg, market=market, run_dir=tmp_path / "b")
     other = rl_config_from_dict(rl_raw(rl_catalog, train={"seed": 4}))
-    c = train_rl(other, market=market, run_dir=tmp_path / "c")
+    train_rl(other, market=market, run_dir=tmp_path / "c")
     def strip(r):
         return [{k: v for k, v in h.items() if k != "elapsed_s"} for h in r.history]
 
