@@ -47,14 +47,13 @@ from models.policy import (
     StateField,
     validate_policy,
 )
+from research.export import OPSET, PARITY_TOL
 from research.rl import env_nb as E
 from research.rl.config import RL_CONFIG_FILE, rl_config_to_dict
 from research.rl.train import RUN_FILE, load_run
 
 __all__ = ["OPSET", "PARITY_TOL", "PolicyExport", "export_policy", "is_rl_run"]
 
-OPSET = 17
-PARITY_TOL = 1e-5
 OUTPUT_NAME = "logits"
 
 

@@ -23,9 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -40,6 +38,7 @@ from research.rl import env_nb as E
 from research.rl.config import RL_CONFIG_FILE, RLConfig, rl_config_to_dict
 from research.rl.env import TradingVecEnv
 from research.rl.market import Market, build_market
+from research.train import _write_json
 
 __all__ = ["BEST_FILE", "OBS_FILE", "RUN_FILE", "RLResult", "evaluate_policy", "load_run", "make_model", "train_rl"]
 
@@ -75,15 +74,6 @@ class RLResult:
         out["run_dir"] = str(self.run_dir)
         out["checkpoint"] = str(self.checkpoint) if self.checkpoint else None
         return out
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=2, default=str, allow_nan=True)
-        fh.write("\n")
-    os.replace(tmp, path)
 
 
 def _seed(seed: int, threads: int, device: str) -> Any:
