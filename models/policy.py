@@ -157,7 +157,7 @@ class PolicyCard(_Struct, kw_only=True):
     """Split -> metric -> value, e.g. ``{"validation": {"net_sharpe": 0.4}}``."""
     onnx_sha256: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
     """Lowercase hex sha256 of ``model.onnx``."""
-    opset: Annotated[int, msgspec.Meta(ge=1)]
+    opset: Annotated[int, msgspec.Meta(ge=1, le=100)]
     """ONNX opset the graph was exported with."""
 
     @property
