@@ -107,6 +107,21 @@ def inspect(path: Annotated[Path, typer.Argument(help="Model or ensemble folder.
         ecard = load_ensemble_card(path)
         console.print_json(json.dumps(msgspec.to_builtins(ecard)))
         return
+    from models.card import card_kind
+
+    if card_kind(path) == "policy":
+        from models.policy import load_policy_card, validate_policy
+
+        console.print_json(json.dumps(msgspec.to_builtins(load_policy_card(path))))
+        try:
+            _, warnings = validate_policy(path)
+        except ModelContractError as exc:
+            console.print(f"[bold red]invalid:[/] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        for warning in warnings:
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        console.print("[green]valid[/]")
+        return
     if not (path / CARD_FILE).is_file():
         raise ModelContractError(f"{path}: not a model folder (expected {CARD_FILE} or {ENSEMBLE_FILE})")
     card = load_card(path)

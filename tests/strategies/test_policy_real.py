@@ -102,6 +102,9 @@ def test_models_validate_checks_a_policy(policies: dict[str, Path], tmp_path: Pa
     ok = subprocess.run([sys.executable, "-m", "engine", "models", "validate", str(policies["long"])],
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0 and "valid: policy 'long'" in ok.stdout and "actions flat/long" in ok.stdout
+    shown = subprocess.run([sys.executable, "-m", "engine", "models", "inspect", str(policies["long"])],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and '"kind": "policy"' in shown.stdout and "valid" in shown.stdout
     # an observation spec that no longer matches the card's feature window is refused, naming the field
     bad = tmp_path / "bad"
     shutil.copytree(policies["long"], bad)
