@@ -93,14 +93,14 @@ class ExecutionConfig(_Section):
 class StrategyConfig(_Section):
     """The trading rule: a baseline (buy_and_hold, sma_cross) or a neural-network signal."""
 
-    kind: Literal["buy_and_hold", "sma_cross", "signal", "ensemble"] = "buy_and_hold"
-    """buy_and_hold (equal weight, held to the end), sma_cross (long when fast SMA > slow SMA), signal (one ONNX model) or ensemble."""
+    kind: Literal["buy_and_hold", "sma_cross", "signal", "ensemble", "policy"] = "buy_and_hold"
+    """buy_and_hold (equal weight, held to the end), sma_cross (long when fast SMA > slow SMA), signal (one ONNX model), ensemble, or policy (an RL policy: sigtrade rl train + export)."""
     fast: Window = 20
     """sma_cross: fast SMA length in bars."""
     slow: Annotated[int, msgspec.Meta(ge=2, le=1_000_000)] = 50
     """sma_cross: slow SMA length in bars."""
     model: str = ""
-    """signal / ensemble: model folder (models/<name> with card.json, or ensemble.json for an ensemble)."""
+    """signal / ensemble / policy: model folder (models/<name> with card.json, or ensemble.json for an ensemble)."""
     entry_threshold: Probability | None = None
     """signal: enter long when the probability is at or above this; None = the model card's threshold."""
     exit_threshold: Probability | None = None
@@ -112,7 +112,7 @@ class StrategyConfig(_Section):
     cover_threshold: Probability = 0.5
     """signal: cover a short when the probability rises above this."""
     mode: Literal["batch", "streaming"] = "batch"
-    """signal: batch = all probabilities in one pass before the event loop; streaming = features and probability per bar, as live trading does."""
+    """signal / policy: batch = all probabilities in one pass before the event loop; streaming = features and probability per bar, as live trading does."""
 
 
 class RiskConfig(_Section):
@@ -276,6 +276,16 @@ class BacktestConfig(_Section):
         if st.kind == "sma_cross" and st.fast >= st.slow:
             raise ConfigError(
                 f"strategy.fast ({st.fast}) must be shorter than strategy.slow ({st.slow})"
+            )
+        if st.kind == "policy" and not st.model:
+            raise ConfigError(
+                "strategy.kind = 'policy' needs strategy.model, the policy folder written by "
+                "`sigtrade export RUN --out models/NAME` after `sigtrade rl train`"
+            )
+        if st.kind == "policy" and st.short_threshold is not None:
+            raise ConfigError(
+                "strategy.short_threshold is a signal-strategy setting; a policy shorts when its action map has "
+                "'short' (trained with env.short = true) on a margin account: remove short_threshold"
             )
         if st.kind in ("signal", "ensemble"):
             if not st.model:

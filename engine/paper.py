@@ -93,7 +93,7 @@ def check_supported(cfg: BacktestConfig) -> BacktestConfig:
             "strategy.short_threshold with portfolio.fractional = true: Alpaca does not sell fractional shares "
             "short; set portfolio.fractional = false to paper-trade shorts"
         )
-    if cfg.strategy.kind in ("signal", "ensemble") and cfg.strategy.mode != "streaming":
+    if cfg.strategy.kind in ("signal", "ensemble", "policy") and cfg.strategy.mode != "streaming":
         log.info("strategy.mode = streaming for paper trading (features and probability per bar)")
         cfg = msgspec.structs.replace(cfg, strategy=msgspec.structs.replace(cfg.strategy, mode="streaming"))
     return cfg

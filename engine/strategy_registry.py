@@ -28,6 +28,8 @@ class StrategySpec:
     warmup_path: str = ""
     data_params: tuple[str, ...] = ()
     """Fields of the ``[data]`` section the strategy also takes (e.g. the catalog its news is in)."""
+    portfolio_params: tuple[str, ...] = ()
+    """Fields of the ``[portfolio]`` section the strategy also takes (e.g. the account type)."""
 
 
 _SIGNAL_PARAMS = (
@@ -44,6 +46,13 @@ STRATEGIES: dict[str, StrategySpec] = {
         "strategies.signal:SignalStrategy", "strategies.signal:SignalStrategyConfig", _SIGNAL_PARAMS,
         "strategies.signal:warmup_bars", ("catalog",),
     ),
+    "policy": StrategySpec(
+        "strategies.policy:PolicyStrategy", "strategies.policy:PolicyStrategyConfig",
+        ("model", "mode", "max_hold_bars", "entry_threshold", "exit_threshold"),
+        "strategies.policy:warmup_bars", ("catalog",), ("account",),
+    ),
+    # not a config kind: replays recorded targets (the RL environment's parity tests)
+    "target_replay": StrategySpec("strategies.target:ReplayTargets", "strategies.target:ReplayTargetsConfig"),
 }
 
 
@@ -68,4 +77,5 @@ def strategy_params(cfg: BacktestConfig) -> dict[str, Any]:
     spec = STRATEGIES[cfg.strategy.kind]
     params = {name: getattr(cfg.strategy, name) for name in spec.params}
     params.update({name: str(getattr(cfg.data, name)) for name in spec.data_params})
+    params.update({name: getattr(cfg.portfolio, name) for name in spec.portfolio_params})
     return params

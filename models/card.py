@@ -51,6 +51,7 @@ __all__ = [
     "TensorSpec",
     "TrainingInfo",
     "atomic_write",
+    "card_kind",
     "check_output_is_probability",
     "decode_strict",
     "load_card",
@@ -304,8 +305,32 @@ def load_card(path: Path | str) -> ModelCard:
         raise ModelContractError(
             f"{file}: no model card; a model folder holds {MODEL_FILE} and {CARD_FILE}"
         )
-    card: ModelCard = decode_strict(file, file.read_bytes(), ModelCard)
+    raw = file.read_bytes()
+    if card_kind(raw) == "policy":
+        raise ModelContractError(
+            f"{file}: this is an RL policy (kind = \"policy\"), not a signal model: use it with "
+            "[strategy] kind = \"policy\"; `sigtrade models validate` checks it"
+        )
+    card: ModelCard = decode_strict(file, raw, ModelCard)
     return card
+
+
+def card_kind(raw: bytes | Path | str) -> str:
+    """``"policy"`` for an RL policy's card (it has ``kind = "policy"``), else ``"signal"``.
+
+    *raw* is the card's bytes or the path of the card or its folder; unreadable JSON is
+    reported as ``"signal"`` (the strict decoder then names the problem).
+    """
+    if not isinstance(raw, bytes):
+        file = _card_path(raw)
+        if not file.is_file():
+            return "signal"
+        raw = file.read_bytes()
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return "signal"
+    return "policy" if isinstance(value, dict) and value.get("kind") == "policy" else "signal"
 
 
 def write_card(card: ModelCard, path: Path | str) -> Path:

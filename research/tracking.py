@@ -53,8 +53,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from engine.errors import ConfigError
-from research.config import TrainConfig, config_to_dict
+from research.config import TrainConfig
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -492,7 +494,7 @@ class Tracker:
             "sigtrade.git_commit": commit,
             "sigtrade.git_dirty": "unknown" if dirty is None else str(dirty).lower(),
             "sigtrade.config_name": cfg.run_name,
-            "sigtrade.architecture": cfg.model.architecture,
+            "sigtrade.architecture": _architecture(cfg),
             "sigtrade.status": "running",
         }
         if command:
@@ -510,7 +512,7 @@ class Tracker:
         tracked = TrackedRun(self.client, info.run_id, self.uri)
         self.last_run_id = info.run_id
         try:
-            tracked.log_params(flatten(config_to_dict(cfg)))
+            tracked.log_params(flatten(msgspec.to_builtins(cfg)))
             if run_dir is not None:
                 _write_link(Path(run_dir), self.uri, self.experiment_name, info.run_id)
             yield tracked
@@ -589,6 +591,14 @@ def tracked_run(
     """``with tracked_run(cfg) as run: train(cfg, on_epoch=run.on_epoch)`` - see :meth:`Tracker.run`."""
     tracker = Tracker(tracking_uri, experiment)
     return tracker.run(cfg, run_name, tags, parent_run_id=parent_run_id, run_dir=run_dir, command=command)
+
+
+def _architecture(cfg: Any) -> str:
+    """A supervised config's model.architecture, or an RL config's algorithm."""
+    model = getattr(cfg, "model", None)
+    if model is not None and hasattr(model, "architecture"):
+        return str(model.architecture)
+    return str(getattr(cfg, "algorithm", "unknown"))
 
 
 def _user() -> str:

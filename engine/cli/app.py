@@ -55,6 +55,7 @@ def _register_all() -> None:
         models_cmd,
         paper_cmd,
         research_cmd,
+        rl_cmd,
         sample_cmd,
         sentiment_cmd,
         sweep_cmd,
@@ -62,7 +63,7 @@ def _register_all() -> None:
     )
 
     for module in (ingest_cmd, sample_cmd, backtest_cmd, sweep_cmd, models_cmd, research_cmd, tune_cmd, sentiment_cmd,
-                   paper_cmd):
+                   paper_cmd, rl_cmd):
         module.register(app)
 
 

@@ -21,7 +21,7 @@ models_app = typer.Typer(
 
 def _summary(folder: Path) -> dict[str, Any]:
     """One row of ``models list``; a broken artifact is listed with its error."""
-    from models.card import CARD_FILE, load_card, validate_artifact
+    from models.card import CARD_FILE, card_kind, load_card, validate_artifact
     from models.ensemble import ENSEMBLE_FILE, load_ensemble
     from models.errors import ModelContractError
 
@@ -40,6 +40,14 @@ def _summary(folder: Path) -> dict[str, Any]:
                 features=",".join(str(m.n_features) for m in members),
                 threshold=f"{ensemble.card.threshold:.3f}",
             )
+        elif card_kind(folder) == "policy":
+            from models.policy import validate_policy
+
+            pcard, _ = validate_policy(folder)
+            sharpe = pcard.metrics.get("validation", {}).get("net_sharpe")
+            row.update(name=pcard.name, kind="policy", architecture=f"{pcard.algorithm}: {'/'.join(pcard.actions)}",
+                       bar=pcard.bar, lookback=str(pcard.lookback), features=str(pcard.n_features),
+                       f1=f"Sharpe {sharpe:.2f}" if isinstance(sharpe, float) else "-")
         else:
             card = load_card(folder / CARD_FILE)
             f1 = card.validation_metric("f1")
@@ -99,6 +107,21 @@ def inspect(path: Annotated[Path, typer.Argument(help="Model or ensemble folder.
         ecard = load_ensemble_card(path)
         console.print_json(json.dumps(msgspec.to_builtins(ecard)))
         return
+    from models.card import card_kind
+
+    if card_kind(path) == "policy":
+        from models.policy import load_policy_card, validate_policy
+
+        console.print_json(json.dumps(msgspec.to_builtins(load_policy_card(path))))
+        try:
+            _, warnings = validate_policy(path)
+        except ModelContractError as exc:
+            console.print(f"[bold red]invalid:[/] {escape(str(exc))}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        for warning in warnings:
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        console.print("[green]valid[/]")
+        return
     if not (path / CARD_FILE).is_file():
         raise ModelContractError(f"{path}: not a model folder (expected {CARD_FILE} or {ENSEMBLE_FILE})")
     card = load_card(path)
@@ -130,9 +153,22 @@ def validate(path: Annotated[Path, typer.Argument(help="Model or ensemble folder
 
     Prints "valid" and exits 0, or prints what is wrong and exits 4.
     """
-    from models.card import validate_artifact
+    from models.card import card_kind, validate_artifact
     from models.ensemble import ENSEMBLE_FILE, load_ensemble
 
+    if card_kind(path) == "policy":
+        from models.policy import validate_policy
+
+        pcard, warnings = validate_policy(path)
+        for warning in warnings:
+            console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        console.print(
+            f"valid: policy '{pcard.name}' ({pcard.algorithm}, actions {'/'.join(pcard.actions)}, bar {pcard.bar}, "
+            f"lookback {pcard.lookback}, {pcard.n_features} features + {pcard.n_state} state inputs"
+            f"{', gate ' + pcard.gate.name if pcard.gate else ''}, sha256 {pcard.onnx_sha256[:12]}...)",
+            highlight=False,
+        )
+        return
     if (path / ENSEMBLE_FILE).is_file():
         ensemble = load_ensemble(path)
         console.print(

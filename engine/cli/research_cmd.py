@@ -200,12 +200,15 @@ def export(
     out: Annotated[Path, typer.Option("--out", help="Artifact folder, e.g. models/<name>.")],
     name: Annotated[str | None, typer.Option("--name", help="Model name in the card (default: the folder name).")] = None,
 ) -> None:
-    """Export a checkpoint to model.onnx + card.json (opset 17, sigmoid inside) and validate it."""
-    rexport = _research("export")
+    """Export a checkpoint (or an RL run's policy) to model.onnx + card.json and validate it."""
     if not source.exists():
         raise ConfigError(f"export: {source} does not exist: give a run folder (runs/<name>) or its best.pt")
     check_output_dir(out, "--out")
     command = _command("export", str(source), "--out", str(out), *(["--name", name] if name else []))
+    if (source if source.is_dir() else source.parent).joinpath("rl_config.json").is_file():
+        _export_policy(source, out, name, command)
+        return
+    rexport = _research("export")
     result = rexport.export(source, out, name=name, command=command)
     card = result.card
     tracked = _research("tracking", needs=("mlflow",)).attach_export(source, out) if importlib.util.find_spec("mlflow") else None
@@ -218,6 +221,22 @@ def export(
         f"{card.threshold:.2f}, validation F1 {_fmt(v.get('f1'))}, PR-AUC {_fmt(v.get('pr_auc'))}, "
         f"ROC-AUC {_fmt(v.get('roc_auc'))}; torch vs onnxruntime max |diff| {result.max_abs_diff:.1e}; "
         f"sha256 {card.onnx_sha256[:12]}..." + (f"\n{tracked}" if tracked else ""),
+        highlight=False,
+    )
+
+
+def _export_policy(source: Path, out: Path, name: str | None, command: str) -> None:
+    rexport = _research("rl.export", needs=("torch", "onnx", "gymnasium", "stable_baselines3", "sb3_contrib"))
+    result = rexport.export_policy(source, out, name=name, command=command)
+    card = result.card
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    v = card.metrics.get("validation", {})
+    console.print(
+        f"[green]valid[/]: {result.path} - policy ({card.algorithm}), actions {'/'.join(card.actions)}, lookback "
+        f"{card.lookback}, {card.n_features} features + {card.n_state} state inputs{', gate ' + card.gate.name if card.gate else ''}; "
+        f"validation net Sharpe {_fmt(v.get('net_sharpe'), 3)}; torch vs onnxruntime max |diff| {result.max_abs_diff:.1e}; "
+        f"sha256 {card.onnx_sha256[:12]}...\nuse: \\[strategy] kind = \"policy\", model = \"{result.path}\"",
         highlight=False,
     )
 

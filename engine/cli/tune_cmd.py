@@ -45,7 +45,10 @@ def tune(
 ) -> None:
     """Search hyper-parameters with Optuna (TPE, median or Hyperband pruning); every trial is an MLflow run."""
     needs = ("torch", "onnx", "optuna", "mlflow") if track else ("torch", "onnx", "optuna")
-    rtune = _research("tune", needs=needs)
+    rl = _research("rl.config", needs=needs).is_rl_config(config)
+    if rl:
+        needs = (*needs, "gymnasium", "stable_baselines3", "sb3_contrib")
+    rtune = _research("rl.tune" if rl else "tune", needs=needs)
     cfg, tune_cfg = rtune.load_tune_config(config, set_)
     from engine.outputs import check_output_dir
 
@@ -57,16 +60,23 @@ def tune(
         session = rtune.TuneSession(cfg, tune_cfg, storage=storage, study_name=study,
                                     tracking_uri=tracking_uri, track=track, config_path=str(config),
                                     overrides=set_)
-    with console.status("building labelled windows ..."):
+    with console.status("building labelled windows ..." if not rl else "preparing the environment ..."):
         data = session.prepare()
-    archs = ", ".join(tune_cfg.architectures or [cfg.model.architecture])
     where = f"tracking {session.tracker.uri}" if session.tracker is not None else "no tracking"
-    console.print(
-        f"study '{session.study_name}' in {session.storage_shown} | maximise validation {tune_cfg.metric} | "
-        f"pruner {tune_cfg.pruner} | {archs} | {len(data.symbols)} symbols, "
-        f"{data.splits['train'].n:,} train windows | {where} | worker {session.worker}",
-        highlight=False,
-    )
+    if rl:
+        console.print(
+            f"study '{session.study_name}' in {session.storage_shown} | maximise validation net Sharpe of "
+            f"{cfg.algorithm} | pruner {tune_cfg.pruner} | {', '.join(tune_cfg.space)} | {len(data.symbols)} symbols | "
+            f"{where} | worker {session.worker}", highlight=False,
+        )
+    archs = ", ".join(tune_cfg.architectures or [cfg.model.architecture]) if not rl else ""
+    if not rl:
+        console.print(
+            f"study '{session.study_name}' in {session.storage_shown} | maximise validation {tune_cfg.metric} | "
+            f"pruner {tune_cfg.pruner} | {archs} | {len(data.symbols)} symbols, "
+            f"{data.splits['train'].n:,} train windows | {where} | worker {session.worker}",
+            highlight=False,
+        )
     show = not quiet
     progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, transient=True, disable=quiet or not console.is_terminal)

@@ -87,6 +87,34 @@ class _Bank:
         return np.ascontiguousarray(np.stack(self.arrays))
 
 
+def bar_prices(frame: pd.DataFrame, symbol: str, bar: str, fractional: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Close, high and low of every bar as the event engine sees them (NautilusTrader ``Price`` values)."""
+    inst = cat.make_instrument(symbol, fractional)
+    bars = cat.frame_to_bars(frame, symbol, bar, inst)
+    return (
+        np.array([b.close.as_double() for b in bars], dtype=np.float64),
+        np.array([b.high.as_double() for b in bars], dtype=np.float64),
+        np.array([b.low.as_double() for b in bars], dtype=np.float64),
+    )
+
+
+def quote_prices(
+    frame: pd.DataFrame, symbol: str, bar: str, fractional: bool, fill: str, slippage_bps: float
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """A symbol's execution quotes (:func:`engine.fills.execution_quotes`) and their bid and ask as ``Price`` values."""
+    from engine.runner import _quote_ticks
+
+    q = execution_quotes(frame, fill, bar_minutes(bar), slippage_bps)
+    if not len(q):
+        return q, np.empty(0), np.empty(0)
+    ticks = _quote_ticks(cat.make_instrument(symbol, fractional), q.index, q["bid"].to_numpy(), q["ask"].to_numpy())
+    return (
+        q,
+        np.array([x.bid_price.as_double() for x in ticks], dtype=np.float64),
+        np.array([x.ask_price.as_double() for x in ticks], dtype=np.float64),
+    )
+
+
 class FastPath:
     """One universe, prepared once; simulate many configurations of the signal strategy.
 
@@ -116,7 +144,7 @@ class FastPath:
         card_horizon: int | None = None,
         card_threshold: float = 0.5,
     ) -> None:
-        from engine.runner import _quote_ticks, decision_bounds
+        from engine.runner import decision_bounds
 
         self.cfg = cfg
         self.symbols = list(window)
@@ -126,7 +154,6 @@ class FastPath:
         self.bench = bench
         self.card_horizon = card_horizon
         self.card_threshold = float(card_threshold)
-        self._quote_ticks = _quote_ticks
         S = len(self.symbols)
         ts = union_timeline(self.full)
         T = len(ts)
@@ -158,11 +185,7 @@ class FastPath:
             frame = self.full[s]
             k = np.searchsorted(ts, frame.index.asi8)
             self.rows.append(k)
-            inst = cat.make_instrument(s, cfg.portfolio.fractional)
-            bars = cat.frame_to_bars(frame, s, cfg.data.bar, inst)
-            self.close[k, j] = [b.close.as_double() for b in bars]
-            self.high[k, j] = [b.high.as_double() for b in bars]
-            self.low[k, j] = [b.low.as_double() for b in bars]
+            self.close[k, j], self.high[k, j], self.low[k, j] = bar_prices(frame, s, cfg.data.bar, cfg.portfolio.fractional)
             t = frame.index.asi8
             last = self.last_decision[s]
             st = np.full(len(t), K.ST_DECIDE, dtype=np.int8)
@@ -233,14 +256,12 @@ class FastPath:
         cfg = self.cfg
         out = np.full((2, len(self.ts), len(self.symbols)), np.nan)
         for j, s in enumerate(self.symbols):
-            q = execution_quotes(self.full[s], cfg.execution.fill, bar_minutes(cfg.data.bar), slippage_bps)
+            q, bid, ask = quote_prices(self.full[s], s, cfg.data.bar, cfg.portfolio.fractional, cfg.execution.fill, slippage_bps)
             if not len(q):
                 continue
-            inst = cat.make_instrument(s, cfg.portfolio.fractional)
-            ticks = self._quote_ticks(inst, q.index, q["bid"].to_numpy(), q["ask"].to_numpy())
             qk = np.searchsorted(self.ts, q["decision_ts"].to_numpy(dtype=np.int64))
-            out[0, qk, j] = [x.bid_price.as_double() for x in ticks]
-            out[1, qk, j] = [x.ask_price.as_double() for x in ticks]
+            out[0, qk, j] = bid
+            out[1, qk, j] = ask
         return out
 
     def _atr_of(self, period: int) -> np.ndarray:

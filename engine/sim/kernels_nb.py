@@ -110,6 +110,60 @@ def _remove(lst: np.ndarray, n: int, v: int) -> int:
     return n - 1
 
 
+@njit(cache=True, inline="always")
+def stop_exit_nb(
+    p0: float, hi: float, lo: float, entry: float, extreme: float, sl: float, tp: float, trail: float
+) -> tuple[int, float]:
+    """The stop that closes a position of sign ``p0`` on a bar (0 = none) and the updated extreme.
+
+    strategies.base.SigtradeStrategy._forced_exit, in its order: stop-loss, trailing stop,
+    take-profit; the extreme (highest high of a long, lowest low of a short since the
+    entry fill) is updated with this bar first.
+    """
+    reason = 0
+    if p0 > 0.0:
+        if hi > extreme:
+            extreme = hi
+        if sl > 0.0 and lo <= entry * (1.0 - sl):
+            reason = R_STOP
+        elif trail > 0.0 and lo <= extreme * (1.0 - trail):
+            reason = R_TRAIL
+        elif tp > 0.0 and hi >= entry * (1.0 + tp):
+            reason = R_TP
+    else:
+        if lo < extreme:
+            extreme = lo
+        if sl > 0.0 and hi >= entry * (1.0 + sl):
+            reason = R_STOP
+        elif trail > 0.0 and hi >= extreme * (1.0 + trail):
+            reason = R_TRAIL
+        elif tp > 0.0 and lo <= entry * (1.0 - tp):
+            reason = R_TP
+    return reason, extreme
+
+
+@njit(cache=True, inline="always")
+def entry_qty_nb(side: float, value: float, price: float, cash: float, cost_rate: float, scale: float) -> float:
+    """Shares of an entry worth about *value* (``enter``: shares_for; ``enter_short``: floor_qty)."""
+    if not value > 0.0:
+        value = 0.0
+    if side > 0.0:
+        return shares_for_nb(value, price, cash, cost_rate, scale)
+    return floor_qty_nb(value / price, scale) if price > 0.0 else 0.0
+
+
+@njit(cache=True, inline="always")
+def fill_nb(
+    qty: float, px: float, bps: float, per_share: float, cmin: float, scale: float, back: float
+) -> tuple[float, float]:
+    """A market fill as the venue books it: the quantity as a ``Quantity`` and the cent-rounded commission."""
+    q = nt_round(qty, scale, back)
+    fee = q * px * bps / 10_000.0 + q * per_share
+    if cmin > fee:
+        fee = cmin
+    return q, nt_round(fee, 100.0, 1e14)
+
+
 @njit(cache=True)
 def run_config_nb(
     fp: np.ndarray, ip: np.ndarray,
@@ -317,27 +371,9 @@ def run_config_nb(
                         reason = must[s]
                     else:
                         if any_stop:
-                            hi = high[a]
-                            lo = low[a]
-                            e = entry_px[s]
-                            if p0 > 0.0:
-                                if hi > extreme[s]:
-                                    extreme[s] = hi
-                                if sl > 0.0 and lo <= e * (1.0 - sl):
-                                    reason = R_STOP
-                                elif trail > 0.0 and lo <= extreme[s] * (1.0 - trail):
-                                    reason = R_TRAIL
-                                elif tp > 0.0 and hi >= e * (1.0 + tp):
-                                    reason = R_TP
-                            else:
-                                if lo < extreme[s]:
-                                    extreme[s] = lo
-                                if sl > 0.0 and hi >= e * (1.0 + sl):
-                                    reason = R_STOP
-                                elif trail > 0.0 and hi >= extreme[s] * (1.0 + trail):
-                                    reason = R_TRAIL
-                                elif tp > 0.0 and lo <= e * (1.0 - tp):
-                                    reason = R_TP
+                            reason, extreme[s] = stop_exit_nb(
+                                p0, high[a], low[a], entry_px[s], extreme[s], sl, tp, trail
+                            )
                         if reason == 0 and max_hold > 0 and held[s] >= max_hold:
                             reason = R_TIME
                     if reason != 0:
@@ -415,12 +451,7 @@ def run_config_nb(
                     room = max_gross * eq - gross
                     if room < value:
                         value = room
-            if not value > 0.0:
-                value = 0.0
-            if side > 0.0:
-                q = shares_for_nb(value, price, cash, cost_rate, qty_scale)
-            else:
-                q = floor_qty_nb(value / price, qty_scale) if price > 0.0 else 0.0
+            q = entry_qty_nb(side, value, price, cash, cost_rate, qty_scale)
             if q <= 0.0:
                 continue
             pend[s] = 1
@@ -435,12 +466,8 @@ def run_config_nb(
         for i in range(n_sub):
             s = sub[i]
             sgn = pend_side[s]
-            q = nt_round(pend_qty[s], qty_scale, qty_back)
             px = ask[slip, k, s] if sgn > 0.0 else bid[slip, k, s]
-            fee = q * px * bps / 10_000.0 + q * per_share
-            if cmin > fee:
-                fee = cmin
-            comm = nt_round(fee, 100.0, 1e14)
+            q, comm = fill_nb(pend_qty[s], px, bps, per_share, cmin, qty_scale, qty_back)
             signed = sgn * q
             before = pos[s]
             pos[s] = before + signed

@@ -50,6 +50,13 @@ def load_fastpath(cfg: BacktestConfig, score: Scorer, progress: Progress = _noop
     from engine.runner import benchmark_history, load_window
     from engine.strategy_registry import warmup_bars
 
+    if cfg.strategy.kind == "policy":
+        raise ConfigError(
+            "strategy.kind = 'policy' cannot be swept on the fast path: an RL policy observes its own position, "
+            "unrealised return and bars held, so its actions depend on every fill and cost of the run and cannot "
+            "be computed before the simulation. Sweepable keys for a policy: none. Backtest each setting with "
+            "`sigtrade backtest CONFIG --set key=value`, or compare trained configurations with `sigtrade rl evaluate`"
+        )
     if cfg.strategy.kind not in ("signal", "ensemble"):
         raise ConfigError(
             f"the fast path simulates the signal strategy; strategy.kind = '{cfg.strategy.kind}' can only "

@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shipped_configs_load() -> None:
-    # training configs (train_*.toml) are research's; every other profile is a backtest
-    for path in sorted(p for p in (ROOT / "config").rglob("*.toml") if not p.name.startswith("train_")):
+    # training configs (train_*.toml) and RL configs (rl_*.toml, config/rl/) are research's; the rest are backtests
+    for path in sorted(p for p in (ROOT / "config").rglob("*.toml")
+                       if not p.name.startswith(("train_", "rl_")) and p.parent.name != "rl"):
         cfg = load_config(path)
         assert isinstance(cfg, BacktestConfig), path
 
