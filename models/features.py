@@ -1,7 +1,10 @@
 """The one feature pipeline: batch over whole frames, streaming one bar at a time.
 
-Both modes give bit-identical values for the same bar sequence, and both are causal:
-the row of bar ``t`` depends only on bars ``<= t`` (a test truncates at ``t`` and
+Batch mode (:func:`compute_features`) runs TA-Lib over the whole history; streaming mode
+(:class:`StreamingFeatures` for one instrument, :class:`UniverseFeatures` for a universe,
+:mod:`models.streaming`) updates O(1) state per symbol in constant time per bar. Both
+give bit-identical values for the same bar sequence at any history length, and both are
+causal: the row of bar ``t`` depends only on bars ``<= t`` (a test truncates at ``t`` and
 poisons the future to prove it). The column definitions of the default feature set
 ``seed14@1`` are listed in :mod:`models.indicators`.
 
@@ -30,13 +33,14 @@ from models.feature_set import (
     warmup_for,
 )
 from models.indicators import OBV_WINDOW, assemble, indicators, lagged
-from models.streaming import StreamingFeatures
+from models.streaming import StreamingFeatures, UniverseFeatures
 
 __all__ = [
     "FEATURE_SET",
     "REQUIRED_COLUMNS",
     "FeatureSetSpec",
     "StreamingFeatures",
+    "UniverseFeatures",
     "check_history",
     "compute_features",
     "feature_matrix",

@@ -1,15 +1,16 @@
 """The ``seed14@1`` formulas: TA-Lib indicators and the dimensionless columns built on them.
 
-Numpy in, numpy out; no pandas. Both modes of the pipeline call exactly these
-functions — batch on whole arrays, streaming on the history so far, keeping the last
-row — which is what makes their results bit-identical:
+Numpy in, numpy out; no pandas. Batch mode calls exactly these functions on whole
+arrays. Streaming mode (:mod:`models.streaming`) does not re-run them on the history: its
+numba kernels (:mod:`models.incremental_nb`) keep each indicator's running state and
+replay TA-Lib's own arithmetic bar by bar, then apply the same element-wise column
+formulas, so their rows equal these bit for bit:
 
 * every TA-Lib function used here is sequential: its value at bar ``t`` over
   ``history[:t+1]`` equals its value at ``t`` over the full history (the running sums
   and EMA seeds start at the first bar in both cases);
 * every column is then an element-wise function (IEEE ``+ - * /``, ``log``, ``clip``)
-  of same-bar indicator values, applied by :func:`assemble` to whole arrays (batch) or
-  to one-element tails (streaming).
+  of same-bar indicator values (:func:`assemble`).
 
 Columns (``t`` is the bar, ``c``/``h``/``l``/``v`` its close/high/low/volume):
 
@@ -32,7 +33,8 @@ stoch_d         ``STOCH(h, l, c, 14, 3, 3).slowd / 100``                (0..1)
 obv_change      ``(OBV_t - OBV_{t-20}) / SUM(v, 20)`` — signed volume share of the last
                 20 bars, clipped to [-1, 1]; 0 when those bars traded no volume
 volume_z_20     z-score of ``log1p(v)`` against its 20-bar SMA and population stddev;
-                0 when the stddev is 0 (TA-Lib reports a stddev below 1e-4 as 0)
+                0 when the stddev is 0 (TA-Lib 0.8 reports a variance below 1e-12 of the
+                window's mean square as 0)
 log_ret_1       ``log(c_t / c_{t-1})``
 log_ret_5       ``log(c_t / c_{t-5})``
 dow_sin         ``sin(2π·dow / 5)``, dow = weekday of the bar's New York date (Mon=0)

@@ -40,6 +40,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pandas as pd
 
@@ -47,11 +48,13 @@ from models.card import CARD_FILE
 from models.ensemble import ENSEMBLE_FILE, Ensemble, load_ensemble
 from models.errors import CardMismatchError, ModelContractError
 from models.feature_set import FeatureSetSpec, get_feature_set
-from models.features import StreamingFeatures, compute_features, scale, warmup_bars
+from models.features import compute_features, scale, warmup_bars
+from models.incremental_nb import push_windows_nb
 from models.onnx_model import OnnxSignalModel
 from models.sentiment import SentimentSpec
+from models.streaming import UniverseFeatures
 
-__all__ = ["SignalModel", "SignalStream", "load_signal_model"]
+__all__ = ["STREAM_STATE_FORMAT", "STREAM_STATE_VERSION", "SignalModel", "SignalStream", "load_signal_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -241,9 +244,9 @@ class SignalModel:
 
     # --- streaming -------------------------------------------------------------------------
 
-    def stream(self, symbols: Sequence[str], max_history: int = 5000) -> SignalStream:
+    def stream(self, symbols: Sequence[str]) -> SignalStream:
         """A streaming scorer for *symbols* (see :class:`SignalStream`)."""
-        return SignalStream(self, symbols, max_history=max_history)
+        return SignalStream(self, symbols)
 
     def __repr__(self) -> str:
         return (
@@ -252,12 +255,39 @@ class SignalModel:
         )
 
 
-class SignalStream:
-    """Bar-by-bar features and windows for a universe; one ORT call per member per score.
+STREAM_STATE_FORMAT = "sigtrade.signal-stream"
+"""The ``format`` field of a saved :class:`SignalStream` state."""
+STREAM_STATE_VERSION = 1
+"""Version of that layout; a state of another version is refused."""
 
-    Each symbol keeps one :class:`~models.features.StreamingFeatures` per feature set and,
-    per member, its latest scaled window ``(L, F)`` inside one ``(S, L, F)`` array, so
-    :meth:`score` gathers the universe's windows without Python loops.
+
+class _StreamState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    format: str
+    version: int
+    symbols: list[str]
+    n_bars: bytes
+    features: dict[str, bytes]  # feature-set key -> UniverseFeatures.state()
+    history: dict[str, bytes]  # feature-set key -> (S, depth, F) float64, oldest row first
+    depth: dict[str, int]
+
+
+class SignalStream:
+    """Bar-by-bar features, windows and probabilities for a universe.
+
+    Per feature set, one :class:`~models.streaming.UniverseFeatures` holds every symbol's
+    O(1) indicator state and a ring of its last feature rows (as deep as the longest member
+    lookback); per member, the latest scaled window ``(L, F)`` of every symbol sits in one
+    ``(S, L, F)`` array. Two ways to feed it:
+
+    * :meth:`step` - the bars of one bar time for any subset of the symbols: ONE kernel
+      call updates their features, one numba call shifts their windows, and each member
+      scores them in ONE onnxruntime call; returns their probabilities;
+    * :meth:`update` - one bar of one symbol (then :meth:`score`).
+
+    Both give the same numbers (the features are the batch features bit for bit).
+    :meth:`state` / :meth:`restore` save and reload everything needed to continue exactly
+    (indicator state and the feature rows the windows are rebuilt from), independent of
+    the model's scaler, so a re-exported model of the same feature set can continue too.
 
     Parameters
     ----------
@@ -265,12 +295,9 @@ class SignalStream:
         The model (single or ensemble).
     symbols : sequence of str
         The universe; a member with an asset embedding must know every symbol.
-    max_history : int
-        Bars kept per symbol by the streaming features (exact equality with batch holds
-        while a symbol has seen at most this many bars).
     """
 
-    def __init__(self, model: SignalModel, symbols: Sequence[str], max_history: int = 5000) -> None:
+    def __init__(self, model: SignalModel, symbols: Sequence[str]) -> None:
         symbols = list(dict.fromkeys(symbols))
         model.check_symbols(symbols)
         self.model = model
@@ -278,10 +305,13 @@ class SignalStream:
         self._index = {s: i for i, s in enumerate(symbols)}
         members = model._members
         self._members = members
-        self._features = {
-            key: [StreamingFeatures(spec, max_history) for _ in symbols]
-            for key, spec in model._specs.items()
-        }
+        self._keys = [(m.spec.name, m.spec.version) for m in members]
+        self._features = {key: UniverseFeatures(symbols, spec) for key, spec in model._specs.items()}
+        self._depth = {key: max(m.model.lookback for m, k in zip(members, self._keys, strict=True) if k == key)
+                       for key in self._features}
+        n_set = {key: spec.n_features for key, spec in model._specs.items()}
+        self._history = {key: np.full((len(symbols), self._depth[key], n_set[key]), np.nan)
+                         for key in self._features}
         self._windows = [
             np.full((len(symbols), m.model.lookback, m.model.n_features), np.nan, np.float32)
             for m in members
@@ -291,6 +321,10 @@ class SignalStream:
             has_ids = m.model.card.has_asset_ids
             self._ids.append(np.array([m.asset_id(s) for s in symbols], np.int64) if has_ids else None)
         self._n_bars = np.zeros(len(symbols), dtype=np.int64)
+        self._warmups = np.array([m.warmup for m in members], dtype=np.int64)
+        self._all = np.arange(len(symbols), dtype=np.int64)
+
+    # --- rows ------------------------------------------------------------------------------
 
     def _row(self, symbol: str) -> int:
         i = self._index.get(symbol)
@@ -302,9 +336,38 @@ class SignalStream:
             )
         return i
 
+    def rows(self, symbols: Sequence[str]) -> np.ndarray:
+        """Row indices of *symbols* in this stream (for :meth:`step`)."""
+        return np.fromiter((self._row(s) for s in symbols), dtype=np.int64, count=len(symbols))
+
     def n_bars(self, symbol: str) -> int:
         """Bars received for *symbol*."""
         return int(self._n_bars[self._row(symbol)])
+
+    def last_ts(self, symbol: str) -> int | None:
+        """Close time (ns) of the last bar of *symbol*, None before its first."""
+        ts = int(next(iter(self._features.values())).last_ts[self._row(symbol)])
+        return None if self._n_bars[self._row(symbol)] == 0 else ts
+
+    def features(self, symbol: str) -> np.ndarray:
+        """The latest feature row of *symbol* (``(F,)`` float64 of the first member's feature set; NaN before a bar)."""
+        i = self._row(symbol)
+        key = self._keys[0]
+        depth = self._depth[key]
+        n = int(self._n_bars[i])
+        return self._history[key][i, (n - 1) % depth].copy() if n else np.full(self._history[key].shape[2], np.nan)
+
+    # --- feeding -----------------------------------------------------------------------------
+
+    def _push(self, ts: int | np.ndarray, bars: np.ndarray, rows: np.ndarray, sentiment: np.ndarray | None) -> None:
+        for key, feats in self._features.items():
+            out = feats.step(ts, bars, rows, sentiment)  # validates; nothing is added on error
+            depth = self._depth[key]
+            self._history[key][rows, self._n_bars[rows] % depth] = out
+            for member, windows, k in zip(self._members, self._windows, self._keys, strict=True):
+                if k == key:
+                    push_windows_nb(windows, rows, member.inputs(out))
+        self._n_bars[rows] += 1
 
     def update(
         self,
@@ -318,18 +381,60 @@ class SignalStream:
         sentiment: float = 0.0,
     ) -> None:
         """Add one closed bar of *symbol* (``ts`` = bar close, ns since epoch UTC or tz-aware)."""
-        i = self._row(symbol)
-        ts_ns = _to_ns(ts)
-        rows = {
-            key: feats[i].update(ts_ns, o, h, l, c, v, sentiment)
-            for key, feats in self._features.items()
-        }
-        for member, windows in zip(self._members, self._windows, strict=True):
-            x = member.inputs(rows[(member.spec.name, member.spec.version)][None, :])[0]
-            window = windows[i]
-            window[:-1] = window[1:]
-            window[-1] = x
-        self._n_bars[i] += 1
+        rows = np.array([self._row(symbol)], dtype=np.int64)
+        bar = np.array([[o, h, l, c, v]], dtype=np.float64)
+        self._push(_to_ns(ts), bar, rows, np.array([sentiment], dtype=np.float64))
+
+    def step(
+        self,
+        ts: int | datetime | pd.Timestamp | np.ndarray,
+        bars: np.ndarray,
+        symbols: Sequence[str] | None = None,
+        *,
+        rows: np.ndarray | None = None,
+        sentiment: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Add the bars of one bar time and return the probabilities of the symbols stepped.
+
+        Parameters
+        ----------
+        ts : int, tz-aware time, or numpy.ndarray
+            The bar close time (ns UTC), or one per row.
+        bars : numpy.ndarray
+            ``(k, 5)`` open, high, low, close, volume, one row per symbol.
+        symbols : sequence of str, optional
+            The symbols of the rows (every symbol, in stream order, when neither this nor
+            *rows* is given).
+        rows : numpy.ndarray, optional
+            Their row indices (:meth:`rows`) instead of names.
+        sentiment : numpy.ndarray, optional
+            ``(k,)`` news sentiment per row (NaN or 0.0 = no news).
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(k,)`` float64 probabilities (NaN in a symbol's warm-up), one onnxruntime call
+            per member for all of them.
+        """
+        if rows is None:
+            rows = self._all if symbols is None else self.rows(symbols)
+        rows = np.asarray(rows, dtype=np.int64)
+        stamp = ts if isinstance(ts, np.ndarray) else _to_ns(ts)
+        self._push(stamp, bars, rows, sentiment)
+        return self._score_rows(rows)
+
+    # --- scoring -----------------------------------------------------------------------------
+
+    def _score_rows(self, idx: np.ndarray) -> np.ndarray:
+        whole = idx.size == len(self.symbols) and bool((idx == self._all).all())
+        n_bars = self._n_bars[idx]
+        probs = np.empty((len(self._members), idx.size), dtype=np.float64)
+        for k, (member, windows, ids) in enumerate(zip(self._members, self._windows, self._ids, strict=True)):
+            batch = windows if whole else windows[idx]
+            p = member.model.predict_universe(batch, None if ids is None else ids[idx])
+            p[n_bars <= self._warmups[k]] = np.nan
+            probs[k] = p
+        return self.model._combine(probs)
 
     def score(self, symbols: Sequence[str] | None = None) -> dict[str, float]:
         """Probability of the latest window of each symbol (all symbols by default).
@@ -341,18 +446,105 @@ class SignalStream:
         names = self.symbols if symbols is None else list(symbols)
         if not names:
             return {}
-        idx = np.array([self._row(s) for s in names], dtype=np.intp)
-        whole = idx.size == len(self.symbols) and bool((idx == np.arange(idx.size)).all())
-        n_bars = self._n_bars[idx]
-        probs = np.empty((len(self._members), idx.size), dtype=np.float64)
-        for k, (member, windows, ids) in enumerate(
-            zip(self._members, self._windows, self._ids, strict=True)
-        ):
-            batch = windows if whole else windows[idx]
-            p = member.model.predict_universe(batch, None if ids is None else ids[idx])
-            p[n_bars <= member.warmup] = np.nan
-            probs[k] = p
-        return dict(zip(names, self.model._combine(probs).tolist(), strict=True))
+        idx = self._all if symbols is None else self.rows(names)
+        return dict(zip(names, self._score_rows(idx).tolist(), strict=True))
+
+    # --- state -------------------------------------------------------------------------------
+
+    def state(self) -> bytes:
+        """Everything needed to continue exactly, as versioned bytes (msgpack)."""
+        history: dict[str, bytes] = {}
+        for key, hist in self._history.items():
+            depth = self._depth[key]
+            # oldest row first: row (n - depth + j) sits at (n - depth + j) % depth
+            order = (self._n_bars[:, None] + np.arange(depth)[None, :]) % depth
+            history[_key(key)] = np.ascontiguousarray(np.take_along_axis(hist, order[:, :, None], axis=1)).tobytes()
+        blob = _StreamState(
+            format=STREAM_STATE_FORMAT, version=STREAM_STATE_VERSION, symbols=self.symbols,
+            n_bars=self._n_bars.tobytes(),
+            features={_key(key): feats.state() for key, feats in self._features.items()},
+            history=history, depth={_key(key): d for key, d in self._depth.items()},
+        )
+        return msgspec.msgpack.encode(blob)
+
+    def restore(self, data: bytes) -> list[str]:
+        """Continue from a :meth:`state`: every symbol both here and in *data* resumes exactly.
+
+        Returns the symbols restored; the others keep their state. Windows are rebuilt from
+        the saved feature rows with this model's scalers.
+
+        Raises
+        ------
+        ModelContractError
+            *data* is not a signal-stream state, or one of another version or feature set.
+        """
+        what = "the saved signal-stream state"
+        try:
+            saved = msgspec.msgpack.decode(data, type=_StreamState)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ModelContractError(
+                f"{what} is not readable ({exc}): expected the bytes of SignalStream.state(); delete the "
+                "state file to start the features from the warm-up bars"
+            ) from None
+        if saved.format != STREAM_STATE_FORMAT or saved.version != STREAM_STATE_VERSION:
+            raise ModelContractError(
+                f"{what} is format {saved.format!r} version {saved.version}, this sigtrade reads "
+                f"{STREAM_STATE_FORMAT!r} version {STREAM_STATE_VERSION}; delete the state file to start "
+                "from the warm-up bars"
+            )
+        missing = [_key(k) for k in self._features if _key(k) not in saved.features]
+        if missing:
+            raise ModelContractError(
+                f"{what} holds feature sets {sorted(saved.features)}, this model needs {', '.join(missing)}; "
+                "delete the state file to start from the warm-up bars"
+            )
+        pairs = [(j, self._index[s]) for j, s in enumerate(saved.symbols) if s in self._index]
+        if not pairs:
+            return []
+        src, dst = (np.array(v, dtype=np.int64) for v in zip(*pairs, strict=True))
+        m = len(saved.symbols)
+        n_saved = np.frombuffer(saved.n_bars, dtype=np.int64)
+        if n_saved.size != m:
+            raise ModelContractError(f"{what} is corrupt (bar counts of {n_saved.size} symbols for {m}); delete it")
+        for key, feats in self._features.items():
+            name = _key(key)
+            feats.restore(saved.features[name])
+            depth_saved = int(saved.depth.get(name, 0))
+            n_feat = self._history[key].shape[2]
+            blob = saved.history.get(name, b"")
+            if len(blob) != 8 * m * depth_saved * n_feat:
+                raise ModelContractError(f"{what} is corrupt (feature rows of {name}); delete it")
+            rows_saved = np.frombuffer(blob, dtype=np.float64).reshape(m, depth_saved, n_feat)[src]
+            depth = self._depth[key]
+            keep = min(depth, depth_saved)
+            hist = np.full((dst.size, depth, n_feat), np.nan)
+            hist[:, depth - keep :] = rows_saved[:, depth_saved - keep :]
+            n_new = n_saved[src]
+            # back into ring order: the oldest of the depth rows sits at n % depth
+            slot = (n_new[:, None] + np.arange(depth)[None, :]) % depth
+            ring = np.empty_like(hist)
+            np.put_along_axis(ring, slot[:, :, None], hist, axis=1)
+            self._history[key][dst] = ring
+            for member, windows, k in zip(self._members, self._windows, self._keys, strict=True):
+                if k == key:
+                    lookback = windows.shape[1]
+                    windows[dst] = member.inputs(hist[:, depth - lookback :])
+        self._n_bars[dst] = n_saved[src]
+        return [saved.symbols[j] for j, _ in pairs]
+
+    def reset(self, symbols: Sequence[str]) -> None:
+        """Forget the history of *symbols* (their next bar is a first bar)."""
+        idx = self.rows(symbols)
+        for key, feats in self._features.items():
+            feats.reset(idx)
+            self._history[key][idx] = np.nan
+        for windows in self._windows:
+            windows[idx] = np.nan
+        self._n_bars[idx] = 0
+
+
+def _key(key: tuple[str, str]) -> str:
+    return f"{key[0]}@{key[1]}"
 
 
 def _common_sentiment(name: str, members: Sequence[OnnxSignalModel]) -> SentimentSpec | None:

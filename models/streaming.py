@@ -1,53 +1,379 @@
-"""Streaming mode of the feature pipeline: one bar at a time, for live trading."""
+"""Streaming mode of the feature pipeline: constant time per bar, one call per bar time.
+
+Two classes over the same numba kernels (:mod:`models.incremental_nb`):
+
+* :class:`UniverseFeatures` - a universe of symbols; :meth:`~UniverseFeatures.step`
+  adds the bars of one bar time (any subset of the symbols) in ONE kernel call and
+  returns their feature rows ``(k, F)``;
+* :class:`StreamingFeatures` - one instrument, one bar per :meth:`~StreamingFeatures.update`
+  (a one-symbol :class:`UniverseFeatures`).
+
+Each symbol keeps O(1) state - running sums, the EMA / Wilder recurrences and ring
+buffers of the last 32 values of a few series (the longest window is 20 bars) - about
+2.3 KB, whatever the length of the session. A bar costs the same at the 50,000th bar as
+at the 50th. The values are TA-Lib's, bit for bit, at every bar of any history: the
+kernels replay TA-Lib's own arithmetic (seeds, Wilder smoothing, the re-centred running
+variance of BBANDS / STDDEV, fused multiply-adds), so a row equals the batch row of
+:func:`models.features.compute_features` over the whole history (pinned on every real
+hourly file by ``tests/models/test_features.py``). There is no history limit and no
+drift. The one condition is the TA-Lib build whose arithmetic is replayed (the C library
+0.8 bundled with the ``TA-Lib`` 0.8 wheels, pinned in ``pyproject.toml``): the first
+stream of a process compares both paths on a fixed series and logs a WARNING if the
+installed TA-Lib computes differently (:func:`talib_agrees`).
+
+State save / restore: :meth:`UniverseFeatures.state` returns bytes (msgpack, versioned:
+:data:`STATE_FORMAT` / :data:`STATE_VERSION`, the feature set, the kernel layout and
+each symbol's arrays); :meth:`UniverseFeatures.from_state` rebuilds the object and
+:meth:`UniverseFeatures.restore` copies the saved symbols into an existing one (by
+name; symbols the state lacks keep their state). A restored stream continues exactly as
+if it had never stopped - a restarted paper session resumes with the very values of an
+uninterrupted one (``tests/engine/test_paper_alpaca.py``).
+
+Warm-up: the first :func:`models.features.warmup_bars` rows of a symbol hold NaN; the
+kernels never fill a warm-up NaN with a number. Bars of a symbol must come in strictly
+increasing ``ts`` order with finite, positive prices and finite, non-negative volume;
+otherwise ``ModelDataError`` is raised and NO bar of the call is added.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
 import numpy as np
 
 from models.errors import ModelContractError, ModelDataError
 from models.feature_set import SEED14_V1, FeatureSetSpec, require_supported, warmup_for
-from models.indicators import OBV_WINDOW, assemble, indicators
+from models.incremental_nb import (
+    E_LATE,
+    E_TWICE,
+    E_VALUE,
+    N_RING,
+    N_SLOTS,
+    RING,
+    checked_step_nb,
+    series_nb,
+)
+from models.indicators import DOW_COS, DOW_SIN, N_FEATURES
+
+__all__ = [
+    "STATE_FORMAT",
+    "STATE_VERSION",
+    "StreamingFeatures",
+    "UniverseFeatures",
+    "talib_agrees",
+]
 
 logger = logging.getLogger(__name__)
 
+STATE_FORMAT = "sigtrade.features"
+"""The ``format`` field of a saved feature state."""
+STATE_VERSION = 1
+"""Version of the saved-state layout; a state of another version is refused."""
+
 _NY = ZoneInfo("America/New_York")
-_NAN1 = np.full(1, np.nan)
-_H, _L, _C, _V, _LOGV = range(5)
+_NO_TS = np.iinfo(np.int64).min
+_LAYOUT = [N_SLOTS, N_RING, RING]
 
 
 def _iso(ts: int) -> str:
     return datetime.fromtimestamp(ts / 1e9, tz=UTC).isoformat()
 
 
-class StreamingFeatures:
-    """Features of one instrument, updated bar by bar, bit-identical to the batch mode.
+class _Dow:
+    """Weekday (Mon = 0) of the New York date of a bar close, memoised per timestamp."""
 
-    Each :meth:`update` appends the bar to growing numpy buffers and recomputes the last
-    row with the very same TA-Lib calls and formulas as :func:`models.features.compute_features`
-    on the history so far. TA-Lib is sequential, so the row equals, bit for bit, the batch
-    row of that bar computed over the same bar sequence (NaN positions included). The cost
-    grows with the history held: about 0.35 ms a bar with 5,000 bars held (one CPU core).
+    def __init__(self) -> None:
+        self._cache: dict[int, int] = {}
+
+    def __call__(self, ts: int) -> int:
+        dow = self._cache.get(ts)
+        if dow is None:
+            if len(self._cache) > 65_536:
+                self._cache.clear()
+            dow = datetime.fromtimestamp(ts // 1_000_000_000, tz=_NY).weekday()
+            self._cache[ts] = dow
+        return dow
+
+    def many(self, ts: np.ndarray) -> np.ndarray:
+        first = int(ts[0])
+        if ts.size == 1 or bool((ts == first).all()):
+            return np.full(ts.size, self(first), dtype=np.int64)
+        return np.array([self(int(t)) for t in ts.tolist()], dtype=np.int64)
+
+
+class _State(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    format: str
+    version: int
+    feature_set: str
+    layout: list[int]
+    symbols: list[str]
+    n: bytes
+    last_ts: bytes
+    state: bytes
+    ring: bytes
+
+
+class UniverseFeatures:
+    """Incremental features of a universe of symbols, one kernel call per bar time.
+
+    Parameters
+    ----------
+    symbols : sequence of str
+        The universe (duplicates are dropped, order kept). Rows of :meth:`step` index it.
+    feature_set : FeatureSetSpec
+        Implemented feature set (``seed14@1``); anything else raises ``FeatureSetError``.
+    """
+
+    def __init__(self, symbols: Sequence[str], feature_set: FeatureSetSpec = SEED14_V1) -> None:
+        self.feature_set = require_supported(feature_set)
+        self.symbols: list[str] = list(dict.fromkeys(str(s) for s in symbols))
+        self._index = {s: i for i, s in enumerate(self.symbols)}
+        n = len(self.symbols)
+        self._n = np.zeros(n, dtype=np.int64)
+        self._last_ts = np.full(n, _NO_TS, dtype=np.int64)
+        self._st = np.zeros((n, N_SLOTS), dtype=np.float64)
+        self._ring = np.zeros((n, N_RING, RING), dtype=np.float64)
+        self._mark = np.zeros(n, dtype=np.int64)
+        self._stamp = 0
+        self._err = np.zeros(3, dtype=np.int64)
+        self._all = np.arange(n, dtype=np.int64)
+        self._warmup = warmup_for(self.feature_set)
+        self._dow = _Dow()
+        _check_talib_once()
+
+    # --- description ---------------------------------------------------------------------
+
+    def rows(self, symbols: Sequence[str]) -> np.ndarray:
+        """Row indices of *symbols* (ModelContractError for one not in the universe)."""
+        try:
+            return np.fromiter((self._index[s] for s in symbols), dtype=np.intp, count=len(symbols))
+        except KeyError as exc:
+            raise ModelContractError(
+                f"symbol {exc.args[0]!r} is not in this feature stream ({len(self.symbols)} symbols: "
+                f"{', '.join(self.symbols[:10])}{', ...' if len(self.symbols) > 10 else ''}); create the "
+                f"stream with every symbol it will see"
+            ) from None
+
+    @property
+    def n_bars(self) -> np.ndarray:
+        """Bars received per symbol (a copy, universe order)."""
+        return self._n.copy()
+
+    @property
+    def last_ts(self) -> np.ndarray:
+        """Close time (ns) of each symbol's last bar; ``int64`` minimum before the first (a copy)."""
+        return self._last_ts.copy()
+
+    def ready(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Per symbol: True once its rows are past the warm-up (no NaN from then on)."""
+        n = self._n if rows is None else self._n[rows]
+        return n > self._warmup
+
+    # --- the step ------------------------------------------------------------------------
+
+    def step(
+        self,
+        ts: int | np.ndarray,
+        bars: np.ndarray,
+        rows: np.ndarray | Sequence[int] | None = None,
+        sentiment: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Add one bar for each of *rows* (all symbols when None) and return their feature rows.
+
+        Parameters
+        ----------
+        ts : int or numpy.ndarray
+            Bar close time(s), ns since the epoch UTC: one for all, or one per row.
+        bars : numpy.ndarray
+            ``(k, 5)`` float: open, high, low, close, volume per row.
+        rows : array of int, optional
+            Distinct row indices (:meth:`rows`) of the symbols stepped; None: every symbol,
+            in universe order.
+        sentiment : numpy.ndarray, optional
+            ``(k,)`` news sentiment per row; NaN = no news (0.0). None: all 0.0.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(k, F)`` float64 feature rows (NaN in each symbol's warm-up).
+
+        Raises
+        ------
+        ModelDataError
+            A bar that does not come after the symbol's previous one, a non-finite or
+            non-positive price, a negative volume, an infinite sentiment, a symbol twice.
+            Nothing of the call is added.
+        """
+        idx = self._all if rows is None else np.asarray(rows, dtype=np.int64)
+        k = idx.size
+        b = np.asarray(bars, dtype=np.float64)
+        if b.shape != (k, 5):
+            raise ModelContractError(
+                f"bars must have shape ({k}, 5) (open, high, low, close, volume per row), found {b.shape}"
+            )
+        if np.ndim(ts) == 0:
+            stamp = int(ts)
+            t_arr = np.full(k, stamp, dtype=np.int64)
+            dow = np.full(k, self._dow(stamp), dtype=np.int64)
+        else:
+            t_arr = np.asarray(ts, dtype=np.int64).reshape(-1)
+            if t_arr.size != k:
+                raise ModelContractError(f"ts must be one time or {k} times, found {t_arr.size}")
+            dow = self._dow.many(t_arr) if k else t_arr
+        if sentiment is None:
+            sent = np.zeros(k)
+        else:
+            sent = np.ascontiguousarray(sentiment, dtype=np.float64).reshape(-1)
+            if sent.size != k:
+                raise ModelContractError(f"sentiment must have {k} values (one per row), found {sent.size}")
+        out = np.empty((k, N_FEATURES), dtype=np.float64)
+        if k == 0:
+            return out
+        b = np.ascontiguousarray(b)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a bad volume is refused just below
+            log_volume = np.log1p(b[:, 4])  # the ufunc batch mode applies to the volume column
+        ratios = np.empty((2, k), dtype=np.float64)
+        self._stamp += 1
+        if not checked_step_nb(idx, t_arr, b, log_volume, dow, sent, self._n, self._last_ts, self._st, self._ring,
+                               self._mark, self._stamp, DOW_SIN, DOW_COS, out, ratios, self._err):
+            self._raise(idx, t_arr, b, sent)
+        out[:, 14] = np.log(ratios[0])
+        out[:, 15] = np.log(ratios[1])
+        return out
+
+    def _raise(self, idx: np.ndarray, ts: np.ndarray, bars: np.ndarray, sent: np.ndarray) -> None:
+        code, j, col = (int(v) for v in self._err)
+        if code == E_VALUE and col < 0:
+            raise ModelContractError(f"rows must lie in 0..{len(self.symbols) - 1}, found {int(idx[j])}")
+        symbol, when = self.symbols[int(idx[j])], _iso(int(ts[j]))
+        if code == E_TWICE:
+            raise ModelDataError(f"symbol {symbol} appears twice in one step: one bar per symbol and bar time")
+        if code == E_LATE:
+            raise ModelDataError(
+                f"{symbol}: bar at {when} does not come after its previous bar at "
+                f"{_iso(int(self._last_ts[int(idx[j])]))}: streaming features need strictly increasing "
+                f"timestamps; drop duplicate or late bars before the update"
+            )
+        if code == E_VALUE:
+            name = ("open", "high", "low", "close", "volume")[col]
+            want = "a finite volume >= 0" if col == 4 else "a finite price > 0"
+            raise ModelDataError(
+                f"{symbol}: bar at {when} has {name}={float(bars[j, col])!r}: expected {want}; fix or drop "
+                f"the bar before the update"
+            )
+        raise ModelDataError(
+            f"{symbol}: bar at {when} has sentiment={float(sent[j])!r}: expected a finite score (NaN or 0.0 "
+            f"for no news)"
+        )
+
+    def reset(self, rows: np.ndarray | Sequence[int]) -> None:
+        """Forget the history of *rows* (their next bar is a first bar)."""
+        idx = np.asarray(rows, dtype=np.int64)
+        self._n[idx] = 0
+        self._last_ts[idx] = _NO_TS
+        self._st[idx] = 0.0
+        self._ring[idx] = 0.0
+
+    # --- state ---------------------------------------------------------------------------
+
+    def state(self, rows: np.ndarray | Sequence[int] | None = None) -> bytes:
+        """The state of *rows* (every symbol by default) as versioned bytes (see the module docstring)."""
+        idx = np.arange(len(self.symbols)) if rows is None else np.asarray(rows, dtype=np.int64)
+        blob = _State(
+            format=STATE_FORMAT, version=STATE_VERSION, feature_set=self.feature_set.key, layout=_LAYOUT,
+            symbols=[self.symbols[int(i)] for i in idx],
+            n=self._n[idx].tobytes(), last_ts=self._last_ts[idx].tobytes(),
+            state=np.ascontiguousarray(self._st[idx]).tobytes(),
+            ring=np.ascontiguousarray(self._ring[idx]).tobytes(),
+        )
+        return msgspec.msgpack.encode(blob)
+
+    @classmethod
+    def from_state(cls, data: bytes, feature_set: FeatureSetSpec = SEED14_V1) -> UniverseFeatures:
+        """A stream over the saved symbols, continuing exactly where the saved one stood."""
+        saved = _decode_state(data, feature_set)
+        out = cls(saved.symbols, feature_set)
+        out._load(saved, np.arange(len(saved.symbols)), np.arange(len(saved.symbols)))
+        return out
+
+    def restore(self, data: bytes) -> list[str]:
+        """Copy the saved state of every symbol both here and in *data*; return those symbols.
+
+        Symbols of this universe that the state lacks keep their current state; saved
+        symbols not in this universe are ignored.
+
+        Raises
+        ------
+        ModelContractError
+            *data* is not a feature state, or one of another version, feature set or
+            kernel layout (the message says which and what to do).
+        """
+        saved = _decode_state(data, self.feature_set)
+        pairs = [(j, self._index[s]) for j, s in enumerate(saved.symbols) if s in self._index]
+        if pairs:
+            src, dst = (np.array(v, dtype=np.int64) for v in zip(*pairs, strict=True))
+            self._load(saved, src, dst)
+        return [saved.symbols[j] for j, _ in pairs]
+
+    def _load(self, saved: _State, src: np.ndarray, dst: np.ndarray) -> None:
+        m = len(saved.symbols)
+        self._n[dst] = np.frombuffer(saved.n, dtype=np.int64)[src]
+        self._last_ts[dst] = np.frombuffer(saved.last_ts, dtype=np.int64)[src]
+        self._st[dst] = np.frombuffer(saved.state, dtype=np.float64).reshape(m, N_SLOTS)[src]
+        self._ring[dst] = np.frombuffer(saved.ring, dtype=np.float64).reshape(m, N_RING, RING)[src]
+
+    def __repr__(self) -> str:
+        return f"UniverseFeatures({len(self.symbols)} symbols, feature_set={self.feature_set.key!r})"
+
+
+def _decode_state(data: bytes, feature_set: FeatureSetSpec) -> _State:
+    what = "the saved feature state"
+    try:
+        saved = msgspec.msgpack.decode(data, type=_State)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ModelContractError(
+            f"{what} is not readable ({exc}): expected the bytes of UniverseFeatures.state(); delete the "
+            f"state file to start the features from the warm-up bars"
+        ) from None
+    if saved.format != STATE_FORMAT or saved.version != STATE_VERSION:
+        raise ModelContractError(
+            f"{what} is format {saved.format!r} version {saved.version}, this sigtrade reads "
+            f"{STATE_FORMAT!r} version {STATE_VERSION}; delete the state file to start from the warm-up bars"
+        )
+    spec = require_supported(feature_set)
+    if saved.feature_set != spec.key or list(saved.layout) != _LAYOUT:
+        raise ModelContractError(
+            f"{what} is for feature set {saved.feature_set} (kernel layout {saved.layout}), this stream "
+            f"computes {spec.key} (layout {_LAYOUT}); delete the state file to start from the warm-up bars"
+        )
+    m = len(saved.symbols)
+    sizes = {"n": (saved.n, 8 * m), "last_ts": (saved.last_ts, 8 * m), "state": (saved.state, 8 * m * N_SLOTS),
+             "ring": (saved.ring, 8 * m * N_RING * RING)}
+    for name, (blob, size) in sizes.items():
+        if len(blob) != size:
+            raise ModelContractError(
+                f"{what} is truncated or corrupt ({name}: {len(blob)} bytes for {m} symbols, expected {size}); "
+                "delete the state file to start from the warm-up bars"
+            )
+    return saved
+
+
+class StreamingFeatures:
+    """Features of one instrument, bar by bar, bit-identical to the batch mode at any history length.
+
+    A one-symbol :class:`UniverseFeatures`: constant time and memory per bar (see the
+    module docstring).
 
     Parameters
     ----------
     feature_set : FeatureSetSpec
         Implemented feature set (``seed14@1``); anything else raises ``FeatureSetError``.
-    max_history : int
-        Bars kept in memory. **Up to** ``max_history`` bars the rows are bit-identical to
-        batch. **Beyond** it the oldest bars are dropped; the EMA-type indicators
-        (EMA, MACD, RSI, ATR, ADX) are then re-seeded from a later first bar and the
-        running sums restart, so values can differ from a batch run over the whole history
-        in the last decimals (on the real hourly files with ``max_history=5000``: absolute
-        differences below 1e-11; with a short history the EMA seed has not decayed and
-        differences are larger). A WARNING is logged once per instance when this happens,
-        and :attr:`exact` turns False. Each row then equals, bit for bit, the last batch
-        row over the same trailing ``max_history`` bars. To stay exact for a session, size
-        ``max_history`` above the number of bars the stream will see.
 
     Notes
     -----
@@ -58,91 +384,22 @@ class StreamingFeatures:
     not added.
     """
 
-    def __init__(self, feature_set: FeatureSetSpec = SEED14_V1, max_history: int = 5000) -> None:
-        self.feature_set = require_supported(feature_set)
-        warmup = warmup_for(self.feature_set)
-        if int(max_history) <= warmup:
-            raise ModelContractError(
-                f"max_history must exceed the feature warm-up of {warmup} bars, got "
-                f"{max_history}; use the default 5000 or at least {warmup + 1}"
-            )
-        self.max_history = int(max_history)
-        self._buf = np.empty((5, min(256, 2 * self.max_history)), dtype=np.float64)
-        self._start = 0
-        self._end = 0
-        self._n_bars = 0
-        self._last_ts: int | None = None
+    def __init__(self, feature_set: FeatureSetSpec = SEED14_V1) -> None:
+        self._u = UniverseFeatures(["_"], feature_set)
+        self.feature_set = self._u.feature_set
         self._ready = False
-        self._trim_warned = False
+        self._bar = np.empty((1, 5), dtype=np.float64)
+        self._sent = np.zeros(1, dtype=np.float64)
 
     @property
     def n_bars(self) -> int:
-        """Bars received so far (including any dropped beyond ``max_history``)."""
-        return self._n_bars
-
-    @property
-    def history_len(self) -> int:
-        """Bars currently held (at most ``max_history``)."""
-        return self._end - self._start
+        """Bars received so far."""
+        return int(self._u._n[0])
 
     @property
     def ready(self) -> bool:
         """True when the last row returned by :meth:`update` has no NaN."""
         return self._ready
-
-    @property
-    def exact(self) -> bool:
-        """True while no bar was dropped, i.e. rows are bit-identical to batch."""
-        return self._n_bars == self.history_len
-
-    def _validate(
-        self, ts: int, open_: float, high: float, low: float, close: float, volume: float
-    ) -> None:
-        if self._last_ts is not None and ts <= self._last_ts:
-            raise ModelDataError(
-                f"bar at {_iso(ts)} does not come after the previous bar at "
-                f"{_iso(self._last_ts)}: streaming features need strictly increasing "
-                f"timestamps; drop duplicate or late bars before update()"
-            )
-        for name, value in (("open", open_), ("high", high), ("low", low), ("close", close)):
-            if not (math.isfinite(value) and value > 0.0):
-                raise ModelDataError(
-                    f"bar at {_iso(ts)} has {name}={value!r}: expected a finite price > 0; "
-                    f"fix or drop the bar before update()"
-                )
-        if not (math.isfinite(volume) and volume >= 0.0):
-            raise ModelDataError(
-                f"bar at {_iso(ts)} has volume={volume!r}: expected a finite volume >= 0; "
-                f"fix or drop the bar before update()"
-            )
-
-    def _append(self, high: float, low: float, close: float, volume: float) -> None:
-        cap = self._buf.shape[1]
-        if self._end == cap:
-            held = self._end - self._start
-            if self._start > 0 and held <= cap // 2:
-                self._buf[:, :held] = self._buf[:, self._start : self._end]
-            else:
-                grown = np.empty((5, 2 * cap), dtype=np.float64)
-                grown[:, :held] = self._buf[:, self._start : self._end]
-                self._buf = grown
-            self._start, self._end = 0, held
-        col = self._buf[:, self._end]
-        col[_H], col[_L], col[_C], col[_V] = high, low, close, volume
-        # same ufunc on a one-element array as batch applies to the whole column
-        col[_LOGV] = np.log1p(self._buf[_V, self._end : self._end + 1])[0]
-        self._end += 1
-        if self._end - self._start > self.max_history:
-            self._start += 1
-            if not self._trim_warned:
-                self._trim_warned = True
-                logger.warning(
-                    "streaming features: history exceeded max_history=%d bars; the oldest "
-                    "bars are now dropped and values may differ from a batch run in the "
-                    "last decimals (EMA seeds and running sums restart). Raise max_history "
-                    "to stay bit-identical.",
-                    self.max_history,
-                )
 
     def update(
         self,
@@ -170,36 +427,98 @@ class StreamingFeatures:
         numpy.ndarray
             Shape ``(F,)``, float64; NaN in the warm-up.
         """
-        ts = int(ts)
-        o, h, lo, c, v = float(open), float(high), float(low), float(close), float(volume)
-        self._validate(ts, o, h, lo, c, v)
-        sent = float(sentiment)
-        if math.isinf(sent):
-            raise ModelDataError(
-                f"bar at {_iso(ts)} has sentiment={sent!r}: expected a finite score "
-                f"(NaN or 0.0 for no news)"
-            )
-        self._append(h, lo, c, v)
-        self._last_ts = ts
-        self._n_bars += 1
-
-        s, e = self._start, self._end
-        n = e - s
-        buf = self._buf
-        high_a, low_a, close_a = buf[_H, s:e], buf[_L, s:e], buf[_C, s:e]
-        vol_a, logv_a = buf[_V, s:e], buf[_LOGV, s:e]
-        full = indicators(high_a, low_a, close_a, vol_a, logv_a)
-        obv_lag = full.obv[n - 1 - OBV_WINDOW : n - OBV_WINDOW] if n > OBV_WINDOW else _NAN1
-        dow = datetime.fromtimestamp(ts // 1_000_000_000, tz=_NY).weekday()
-        row = assemble(
-            full.tail(),
-            close_a[n - 1 :],
-            close_a[n - 2 : n - 1] if n > 1 else _NAN1,
-            close_a[n - 6 : n - 5] if n > 5 else _NAN1,
-            obv_lag,
-            logv_a[n - 1 :],
-            np.array([dow]),
-            np.array([0.0 if math.isnan(sent) else sent]),
-        )[0]
+        bar = self._bar
+        bar[0, 0], bar[0, 1], bar[0, 2], bar[0, 3], bar[0, 4] = open, high, low, close, volume
+        self._sent[0] = sentiment
+        row = self._u.step(int(ts), bar, _ROW0, self._sent)[0]
         self._ready = bool(np.isfinite(row).all())
         return row
+
+    def state(self) -> bytes:
+        """The state as versioned bytes (:meth:`UniverseFeatures.state`)."""
+        return self._u.state()
+
+    @classmethod
+    def from_state(cls, data: bytes, feature_set: FeatureSetSpec = SEED14_V1) -> StreamingFeatures:
+        """Continue from a state saved by :meth:`state`."""
+        out = cls(feature_set)
+        saved = _decode_state(data, feature_set)
+        if len(saved.symbols) != 1:
+            raise ModelContractError(
+                f"the saved feature state holds {len(saved.symbols)} symbols; StreamingFeatures restores one "
+                f"(use UniverseFeatures.from_state)"
+            )
+        out._u._load(saved, np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+        out._ready = bool(out._u.ready()[0])
+        return out
+
+
+_ROW0 = np.zeros(1, dtype=np.int64)
+
+# --- the TA-Lib check -------------------------------------------------------------------------
+
+_TALIB: dict[str, Any] = {}
+
+
+def talib_agrees() -> tuple[bool, float]:
+    """Whether the installed TA-Lib computes what the kernels replay, and the largest relative gap.
+
+    Compares :func:`models.features.compute_features` with the kernels on a fixed 600-bar
+    series (computed once per process).
+    """
+    if "result" not in _TALIB:
+        _TALIB["result"] = _compare_with_talib()
+    result: tuple[bool, float] = _TALIB["result"]
+    return result
+
+
+def _check_talib_once() -> None:
+    if "result" in _TALIB:
+        return
+    same, gap = talib_agrees()
+    if not same:
+        import talib  # type: ignore[import-untyped]
+
+        logger.warning(
+            "the installed TA-Lib (%s, C library %s) computes the seed14 indicators differently from the "
+            "TA-Lib 0.8 arithmetic the streaming features replay (largest relative gap %.1e on a test "
+            "series): streaming and batch values then differ in the last digits; install the TA-Lib version "
+            "pinned in pyproject.toml",
+            getattr(talib, "__version__", "?"), getattr(talib, "__ta_version__", b"?").decode(errors="replace"),
+            gap,
+        )
+
+
+def _compare_with_talib() -> tuple[bool, float]:
+    import pandas as pd
+
+    from models.features import compute_features
+
+    n = 600
+    rng = np.random.default_rng(20240611)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
+    open_ = np.r_[100.0, close[:-1]]
+    spread = np.abs(rng.normal(0.0, 0.005, n)) * close
+    volume = rng.integers(0, 5_000, n).astype(np.float64)
+    close[300:330] = close[300]  # a flat stretch: the zero tests
+    open_[301:330] = close[300]
+    spread[300:330] = 0.0
+    volume[300:330] = 0.0
+    bars = np.column_stack([open_, np.maximum(open_, close) + spread, np.minimum(open_, close) - spread, close, volume])
+    index = pd.date_range("2024-01-02 15:00", periods=n, freq="h", tz="UTC")
+    frame = pd.DataFrame(bars, index=index, columns=["open", "high", "low", "close", "volume"])
+    want = compute_features(frame).to_numpy()
+    got = np.empty((n, N_FEATURES))
+    ratios = np.empty((2, n))
+    dow = index.tz_convert("America/New_York").dayofweek.to_numpy().astype(np.int64)
+    series_nb(index.asi8.astype(np.int64), np.ascontiguousarray(bars), np.log1p(volume), dow, np.zeros(n),
+              np.zeros(1, np.int64), np.full(1, _NO_TS), np.zeros((1, N_SLOTS)), np.zeros((1, N_RING, RING)),
+              DOW_SIN, DOW_COS, got, ratios)
+    got[:, 14] = np.log(ratios[0])
+    got[:, 15] = np.log(ratios[1])
+    same = bool(((got == want) | (np.isnan(got) & np.isnan(want))).all())
+    both = np.isfinite(got) & np.isfinite(want)
+    gap = float(np.max(np.abs(got[both] - want[both]) / np.maximum(np.abs(want[both]), 1e-300), initial=0.0))
+    if not same and math.isfinite(gap) and gap == 0.0:
+        gap = math.inf  # NaN positions differ
+    return same, gap

@@ -7,7 +7,6 @@ labelling, only on the bar order and the New York date of each label).
 
 from __future__ import annotations
 
-import logging
 import re
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from models.features import (
     FEATURE_SET,
     FeatureSetSpec,
     StreamingFeatures,
+    UniverseFeatures,
     check_history,
     compute_features,
     feature_matrix,
@@ -27,6 +27,7 @@ from models.features import (
     scale,
     warmup_bars,
 )
+from models.streaming import talib_agrees
 
 OHLCV = ["open", "high", "low", "close", "volume"]
 IBKR_FILE = "AAPL_1h.csv"  # IBKR bars (+ yfinance tail)
@@ -65,9 +66,9 @@ def synthetic_bars(n: int, seed: int = 7) -> pd.DataFrame:
     )
 
 
-def stream(frame: pd.DataFrame, sentiment: np.ndarray | None = None, **kwargs: int) -> np.ndarray:
+def stream(frame: pd.DataFrame, sentiment: np.ndarray | None = None) -> np.ndarray:
     """Feed *frame* bar by bar through :class:`StreamingFeatures`; stack the rows."""
-    sf = StreamingFeatures(**kwargs)
+    sf = StreamingFeatures()
     ts = frame.index.asi8
     bars = frame[OHLCV].to_numpy()
     sent = np.zeros(len(frame)) if sentiment is None else sentiment
@@ -133,10 +134,74 @@ def test_features_are_scale_free(ibkr: pd.DataFrame) -> None:
 def test_streaming_is_bit_identical_to_batch(real: pd.DataFrame) -> None:
     assert len(real) >= 1500
     batch = compute_features(real).to_numpy()
-    rows = stream(real, max_history=len(real) + 1)
+    rows = stream(real)
     np.testing.assert_array_equal(rows, batch)  # NaN positions must match too
     assert np.isnan(rows[:WARMUP]).any(axis=1).all()
     assert np.isfinite(rows[WARMUP:]).all()
+
+
+def _by_bar_time(frames: dict[str, pd.DataFrame]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every bar of every frame as (ts, symbol row, OHLCV), in (bar time, universe) order."""
+    ts = np.concatenate([f.index.asi8 for f in frames.values()])
+    rows = np.concatenate([np.full(len(f), i) for i, f in enumerate(frames.values())])
+    bars = np.vstack([f[OHLCV].to_numpy() for f in frames.values()])
+    order = np.lexsort((rows, ts))
+    return ts[order], rows[order], bars[order]
+
+
+def test_universe_steps_equal_batch_on_every_real_file_at_every_bar(hourly_dir: Path) -> None:
+    """The whole real hourly universe, one kernel call per bar time: TA-Lib's values bit for bit.
+
+    The IBKR and yfinance files bar at different minutes, so most bar times step a part
+    of the universe; histories run to 8,476 bars.
+    """
+    frames = {p.name.split("_")[0]: read_bars(p) for p in sorted(hourly_dir.glob("*_1h.csv"))}
+    assert len(frames) >= 30
+    universe = UniverseFeatures(list(frames))
+    ts, rows, bars = _by_bar_time(frames)
+    got = {s: np.empty((len(f), FEATURE_SET.n_features)) for s, f in frames.items()}
+    names = list(frames)
+    filled = dict.fromkeys(names, 0)
+    cuts = np.flatnonzero(np.diff(ts)) + 1
+    steps = 0
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(ts)], strict=True):
+        out = universe.step(int(ts[lo]), bars[lo:hi], rows[lo:hi])
+        steps += 1
+        for j, r in enumerate(rows[lo:hi]):
+            s = names[r]
+            got[s][filled[s]] = out[j]
+            filled[s] += 1
+    assert steps > 10_000 and max(len(f) for f in frames.values()) > 8_000
+    for s, f in frames.items():
+        np.testing.assert_array_equal(got[s], compute_features(f).to_numpy(), err_msg=s)
+    assert (universe.n_bars == [len(f) for f in frames.values()]).all()
+    assert talib_agrees() == (True, 0.0)
+
+
+def test_a_long_history_stays_exact_in_constant_memory() -> None:
+    """50,000 bars (flat stretches, zero volume, large and tiny prices): exact at every bar; state size fixed."""
+    rng = np.random.default_rng(11)
+    parts = []
+    for seed, (level, vol) in enumerate([(100.0, 0.01), (40_000.0, 0.002), (0.05, 0.03), (3.0, 0.02)]):
+        frame = synthetic_bars(12_500, seed=seed + 20)
+        factor = level * np.exp(np.cumsum(rng.normal(0.0, vol, 12_500))) / frame["close"].to_numpy()
+        frame[["open", "high", "low", "close"]] = frame[["open", "high", "low", "close"]].mul(factor, axis=0)
+        frame.iloc[200:240, :4] = frame["close"].iloc[200]  # flat: the variance's zero tests
+        frame.iloc[200:240, 4] = 0.0
+        parts.append(frame)
+    frame = pd.concat(parts)
+    frame.index = pd.date_range("2010-01-04 15:00", periods=len(frame), freq="h", tz="UTC")
+    universe = UniverseFeatures(["X"])
+    sizes = []
+    ts, bars = frame.index.asi8, frame[OHLCV].to_numpy()
+    got = np.empty((len(frame), FEATURE_SET.n_features))
+    row = np.zeros(1, dtype=np.intp)
+    for i in range(len(frame)):
+        got[i] = universe.step(int(ts[i]), bars[i : i + 1], row)[0]
+        if i in (499, 49_999):
+            sizes.append(len(universe.state()))
+    np.testing.assert_array_equal(got, compute_features(frame).to_numpy())
+    assert sizes[0] == sizes[1]
 
 
 def test_streaming_ready_flips_exactly_after_warmup() -> None:
@@ -150,25 +215,78 @@ def test_streaming_ready_flips_exactly_after_warmup() -> None:
     assert ready.index(True) == warmup_bars()
     assert all(ready[warmup_bars() :])
     assert sf.n_bars == 80
-    assert sf.exact
 
 
-def test_beyond_max_history_warns_once_and_matches_trailing_batch(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """Past max_history the row equals batch over the trailing max_history bars."""
-    frame = synthetic_bars(200)
-    max_history = 120
-    with caplog.at_level(logging.WARNING, logger="models.streaming"):
-        rows = stream(frame, max_history=max_history)
-    warnings = [r for r in caplog.records if "max_history" in r.getMessage()]
-    assert len(warnings) == 1
-    full = compute_features(frame).to_numpy()
-    np.testing.assert_array_equal(rows[:max_history], full[:max_history])
-    for t in (max_history, 150, 199):
-        window = compute_features(frame.iloc[t - max_history + 1 : t + 1]).to_numpy()[-1]
-        np.testing.assert_array_equal(rows[t], window)
-    assert not np.array_equal(rows[max_history:], full[max_history:])  # documented drift
+def test_saved_state_resumes_exactly_where_it_stopped(ibkr: pd.DataFrame, yfin: pd.DataFrame) -> None:
+    """Stop anywhere (in the warm-up, in a window's first bars, deep in the history), save, restore, continue."""
+    frames = {"AAPL": ibkr, "INTC": yfin.iloc[:3000]}
+    want = {s: compute_features(f).to_numpy() for s, f in frames.items()}
+    bars = {s: f[OHLCV].to_numpy() for s, f in frames.items()}
+    stamps = {s: f.index.asi8 for s, f in frames.items()}
+    for cut in (7, 33, 1234, 2999):
+        u = UniverseFeatures(list(frames))
+        for i in range(cut):
+            for r, s in enumerate(frames):
+                u.step(int(stamps[s][i]), bars[s][i : i + 1], [r])
+        blob = u.state()
+        resumed = UniverseFeatures.from_state(blob)
+        assert resumed.symbols == ["AAPL", "INTC"]
+        # restore by name into a universe of another order with an extra symbol
+        other = UniverseFeatures(["SPY", "INTC", "AAPL"])
+        assert other.restore(blob) == ["AAPL", "INTC"]
+        for i in range(cut, 3000):
+            for s in frames:
+                bar = bars[s][i : i + 1]
+                a = resumed.step(int(stamps[s][i]), bar, resumed.rows([s]))[0]
+                b = other.step(int(stamps[s][i]), bar, other.rows([s]))[0]
+                np.testing.assert_array_equal(a, want[s][i], err_msg=f"{s} bar {i} after a cut at {cut}")
+                np.testing.assert_array_equal(b, want[s][i])
+        assert other.n_bars[0] == 0  # SPY was not in the state
+    single = StreamingFeatures()
+    for i in range(100):
+        single.update(int(stamps["AAPL"][i]), *bars["AAPL"][i])
+    again = StreamingFeatures.from_state(single.state())
+    assert again.n_bars == 100 and again.ready
+    np.testing.assert_array_equal(again.update(int(stamps["AAPL"][100]), *bars["AAPL"][100]), want["AAPL"][100])
+
+
+def test_a_bad_state_is_refused_with_what_to_do() -> None:
+    u = UniverseFeatures(["A"])
+    with pytest.raises(ModelContractError, match="not readable.*delete the state file"):
+        u.restore(b"not a state")
+    import msgspec
+
+    blob = msgspec.msgpack.decode(u.state())
+    for field, value, match in (
+        ("version", 99, "version 99, this sigtrade reads 'sigtrade.features' version 1"),
+        ("feature_set", "seed14@2", "feature set seed14@2"),
+        ("ring", b"\0" * 8, "truncated or corrupt \\(ring"),
+    ):
+        with pytest.raises(ModelContractError, match=match):
+            u.restore(msgspec.msgpack.encode({**blob, field: value}))
+
+
+def test_a_universe_step_refuses_bad_bars_and_adds_none() -> None:
+    u = UniverseFeatures(["A", "B"])
+    good = np.array([[10.0, 11.0, 9.0, 10.5, 100.0], [20.0, 21.0, 19.0, 20.5, 50.0]])
+    u.step(1_000, good)
+    bad_low = good.copy()
+    bad_low[0, 2] = -1.0
+    bad_volume = good.copy()
+    bad_volume[1, 4] = np.inf
+    for ts, bars, rows, match in (
+        (2_000, good, [0, 0], "symbol A appears twice"),
+        (np.array([2_000, 1_000]), good, None, "B: bar at .* does not come after"),
+        (2_000, bad_low, None, "A: bar at .* has low=-1.0: expected a finite price > 0"),
+        (2_000, bad_volume, None, "B: bar at .* has volume=inf"),
+    ):
+        with pytest.raises(ModelDataError, match=match):
+            u.step(ts, bars, rows)
+    with pytest.raises(ModelDataError, match="sentiment=inf"):
+        u.step(2_000, good, sentiment=np.array([0.0, np.inf]))
+    with pytest.raises(ModelContractError, match="not in this feature stream"):
+        u.rows(["C"])
+    assert (u.n_bars == [1, 1]).all()
 
 
 # ---------------------------------------------------------------- causality
@@ -355,8 +473,6 @@ def test_streaming_refuses_bad_bars_without_adding_them() -> None:
     assert sf.n_bars == 1
     sf.update(int(ts[2]), 10.0, 11.0, 9.0, 10.0, 100.0)
     assert sf.n_bars == 2
-    with pytest.raises(ModelContractError, match="max_history"):
-        StreamingFeatures(max_history=WARMUP)
 
 
 # ---------------------------------------------------------------- inference helpers

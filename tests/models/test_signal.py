@@ -15,7 +15,7 @@ import pytest
 
 from models.ensemble import EnsembleCard, EnsembleMember, write_ensemble_card
 from models.errors import CardMismatchError, ModelContractError, ModelDataError
-from models.features import FEATURE_SET, feature_matrix, warmup_bars
+from models.features import FEATURE_SET, compute_features, feature_matrix, warmup_bars
 from models.signal import SignalModel, load_signal_model
 from tests.models.onnx_factory import fit_scaler, make_gru_artifact, make_mlp_artifact
 
@@ -67,12 +67,12 @@ def models(model_dirs: dict[str, Path]) -> dict[str, SignalModel]:
 
 
 def _replay(model: SignalModel, frames: dict[str, pd.DataFrame],
-            sentiment: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+            sentiment: dict[str, np.ndarray] | None = None, n: int = N_BARS) -> dict[str, np.ndarray]:
     """Feed every symbol bar by bar (interleaved) and score the universe after each round."""
     stream = model.stream(list(frames))
-    out = {s: np.empty(N_BARS) for s in frames}
+    out = {s: np.empty(n) for s in frames}
     arrays = {s: f[OHLCV].to_numpy() for s, f in frames.items()}
-    for i in range(N_BARS):
+    for i in range(n):
         for s, f in frames.items():
             sent = 0.0 if sentiment is None else float(sentiment[s][i])
             stream.update(s, f.index[i], *arrays[s][i], sentiment=sent)
@@ -228,3 +228,78 @@ def test_probabilities_many_in_worker_processes_matches(
     assert list(pooled) == list(frames)
     for s in frames:
         pd.testing.assert_series_equal(pooled[s], local[s])
+
+
+def _stepped(model: SignalModel, frames: dict[str, pd.DataFrame], start: int = 0, stop: int = N_BARS,
+             stream=None) -> tuple[object, dict[str, np.ndarray]]:
+    """Feed bar times start..stop-1 with SignalStream.step (all symbols per call)."""
+    stream = stream or model.stream(list(frames))
+    bars = np.stack([f[OHLCV].to_numpy() for f in frames.values()], axis=1)  # (T, S, 5)
+    stamps = np.stack([f.index.asi8 for f in frames.values()], axis=1)  # (T, S): per-symbol close times
+    out = {s: np.full(N_BARS, np.nan) for s in frames}
+    for i in range(start, stop):
+        probs = stream.step(stamps[i], bars[i])
+        for s, p in zip(frames, probs, strict=True):
+            out[s][i] = p
+    return stream, out
+
+
+def test_a_step_scores_the_universe_in_one_call_per_member(
+    models: dict[str, SignalModel], frames: dict[str, pd.DataFrame]
+) -> None:
+    model = models["ens"]
+    calls: list[int] = []
+    for member in model.models:
+        real = member.predict_universe
+
+        def counting(windows: np.ndarray, ids: np.ndarray | None = None, _real=real) -> np.ndarray:
+            calls.append(len(windows))
+            return _real(windows, ids)
+
+        member.predict_universe = counting  # type: ignore[method-assign]
+    try:
+        stream, stepped = _stepped(model, frames, stop=300)
+    finally:
+        for member in model.models:
+            del member.predict_universe
+    assert calls == [3] * 600  # 300 steps x 2 members, 3 windows each
+    replayed = _replay(model, frames, n=300)
+    for s in frames:
+        np.testing.assert_array_equal(stepped[s][:300], replayed[s][:300])  # same windows, same batch shape
+        np.testing.assert_array_equal(stream.features(s), compute_features(frames[s].iloc[:300]).to_numpy()[-1])
+        assert stream.last_ts(s) == frames[s].index[299].value
+
+
+@pytest.mark.parametrize("into", ["ens", "gru"])
+def test_a_saved_stream_resumes_exactly(
+    into: str, models: dict[str, SignalModel], frames: dict[str, pd.DataFrame]
+) -> None:
+    """Save an ensemble's stream, restore it into a fresh stream (of the ensemble or of its GRU
+    member: the state holds feature rows, not scaled windows), continue: same probabilities as
+    a stream that never stopped."""
+    cut = 150  # inside the MLP's lookback window after the feature warm-up
+    first, _ = _stepped(models["ens"], frames, stop=cut)
+    blob = first.state()
+    target = models[into]
+    fresh = target.stream(["SPY", *frames])  # another order and an extra row: restored by name
+    assert sorted(fresh.restore(blob)) == sorted(frames)
+    _, resumed = _stepped(target, frames, start=cut, stream=_Reorder(fresh, list(frames)))
+    _, straight = _stepped(target, frames)
+    for s in frames:
+        np.testing.assert_array_equal(resumed[s][cut:], straight[s][cut:])
+        assert np.isfinite(straight[s][cut:]).all()
+    cold = target.stream(list(frames))  # without the state: a cold start (NaN for the warm-up)
+    _, cold_probs = _stepped(target, frames, start=cut, stream=cold)
+    assert np.isnan(cold_probs["AAPL"][cut : cut + 40]).all()
+    with pytest.raises(ModelContractError, match="not readable"):
+        fresh.restore(b"\x00")
+
+
+class _Reorder:
+    """A stream whose step takes rows in the order of *names* (the fixture's frames)."""
+
+    def __init__(self, stream, names: list[str]) -> None:
+        self.stream, self.rows = stream, stream.rows(names)
+
+    def step(self, ts: np.ndarray, bars: np.ndarray) -> np.ndarray:
+        return self.stream.step(ts, bars, rows=self.rows)
