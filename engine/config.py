@@ -237,6 +237,8 @@ class PaperConfig(_Section):
     """Seconds after a bar's close to emit it when no later minute bar has come (the session's last bar)."""
     status_every_s: Annotated[float, msgspec.Meta(gt=0, le=86_400)] = 60.0
     """Seconds between status lines (equity, positions, last signal per symbol)."""
+    resume_features: bool = True
+    """Signal strategies: save the streaming features in --out after every bar time and resume from them on restart."""
 
 
 class BacktestConfig(_Section):

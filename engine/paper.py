@@ -21,6 +21,13 @@ Every decision (each bar traded on: time, symbol, action, position before, close
 probability) goes to ``decisions.jsonl`` and the log; a status line (equity, positions,
 last probability per symbol) every ``paper.status_every_s``. With a record directory the
 session also keeps the bars it saw and the orders it sent (:mod:`engine.replay`).
+
+Restarts: a signal strategy saves its streaming features (indicator state and the last
+feature rows, :meth:`models.signal.SignalStream.state`) to ``--out/features.state`` after
+every live bar time and at stop; the next session in the same ``--out`` restores them and
+continues with the very values an uninterrupted session would have (``paper.resume_features``;
+its warm-up must reach back to the saved state's last bar, else that symbol restarts from
+the warm-up with a WARNING).
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ from engine.errors import BrokerError, ConfigError
 
 log = logging.getLogger(__name__)
 
+FEATURE_STATE_FILE = "features.state"
+"""Where a signal strategy's streaming state is saved in the session's --out folder (``paper.resume_features``)."""
 LIVE_CONFIRM_ENV = "SIGTRADE_LIVE_CONFIRM"
 LIVE_CONFIRM_TEXT = "I understand the risks"
 ALPACA = "ALPACA"
@@ -264,6 +273,8 @@ def run_paper(
     settings = strategy_settings(cfg, symbols, trade_from, {}, strategy_params(cfg))
     settings.update(live=True, flatten_on_stop=cfg.paper.flatten_on_stop, close_at_end=False,
                     external_order_claims=[f"{s}.{cat.VENUE}" for s in symbols])
+    if cfg.strategy.kind in ("signal", "ensemble") and cfg.paper.resume_features:
+        settings["state_path"] = str(out / FEATURE_STATE_FILE)  # streaming features survive a restart
     strategy = StrategyFactory.create(
         ImportableStrategyConfig(strategy_path=spec.strategy_path, config_path=spec.config_path, config=settings)
     )

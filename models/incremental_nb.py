@@ -534,14 +534,34 @@ def series_nb(
 
 
 @njit(cache=True)
-def push_windows_nb(windows: np.ndarray, rows: np.ndarray, x: np.ndarray) -> None:
-    """Shift the window ``windows[rows[j]]`` (``(L, F)``) one bar and append row ``x[j]``."""
+def push_windows_nb(
+    windows: np.ndarray,
+    finite_run: np.ndarray,
+    rows: np.ndarray,
+    features: np.ndarray,
+    columns: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+) -> None:
+    """Shift the window ``windows[rows[j]]`` (``(L, F)`` float32) one bar and append feature row *j*, scaled.
+
+    The new row is ``(float32(features[j, columns]) - mean) / std`` in float32 - the
+    arithmetic of :func:`models.features.scale` (``std`` with its zeros already made 1).
+    ``finite_run[rows[j]]`` counts the trailing all-finite rows of the window (0 after a
+    row with a NaN or an infinity): the window is finite when it reaches ``L``.
+    """
     n_steps = windows.shape[1]
     n_feat = windows.shape[2]
     for j in range(rows.shape[0]):
-        w = windows[rows[j]]
+        r = rows[j]
+        w = windows[r]
         for i in range(n_steps - 1):
             for f in range(n_feat):
                 w[i, f] = w[i + 1, f]
+        finite = True
         for f in range(n_feat):
-            w[n_steps - 1, f] = x[j, f]
+            y = (np.float32(features[j, columns[f]]) - mean[f]) / std[f]
+            w[n_steps - 1, f] = y
+            if not math.isfinite(y):
+                finite = False
+        finite_run[r] = finite_run[r] + 1 if finite else 0

@@ -377,6 +377,25 @@ class OnnxSignalModel:
             self._score_rows(windows, None, ids, step, out, mask=True)
         return out
 
+    def score_prepared(self, windows: np.ndarray, asset_ids: np.ndarray | None = None) -> np.ndarray:
+        """Probabilities of windows the caller built and checked itself (the streaming hot path).
+
+        *windows* must be C-contiguous float32 ``(N, lookback, n_features)``, *asset_ids*
+        int64 ``(N,)`` exactly when the card has an asset map. No shape checks and no NaN
+        masking: the caller knows which windows hold a non-finite value
+        (:class:`models.signal.SignalStream` tracks it per symbol). With ``workers = k > 1``
+        the windows are split into ``k`` concurrent runs.
+        """
+        n = windows.shape[0]
+        if self._pool is None or n < 2 * self.workers:
+            return self._run(windows, asset_ids).astype(np.float64)
+        step = -(-n // self.workers)
+        parts = [
+            self._pool.submit(self._run, windows[i : i + step], None if asset_ids is None else asset_ids[i : i + step])
+            for i in range(0, n, step)
+        ]
+        return np.concatenate([f.result() for f in parts]).astype(np.float64)
+
     def predict_series(
         self,
         features: np.ndarray,

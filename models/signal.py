@@ -323,6 +323,12 @@ class SignalStream:
         self._n_bars = np.zeros(len(symbols), dtype=np.int64)
         self._warmups = np.array([m.warmup for m in members], dtype=np.int64)
         self._all = np.arange(len(symbols), dtype=np.int64)
+        # per member: trailing all-finite rows of each window (finite once it reaches the lookback)
+        self._finite_run = [np.zeros(len(symbols), dtype=np.int64) for _ in members]
+        self._scalers = [
+            (m.columns.astype(np.int64), m.mean, np.where(m.std == 0.0, np.float32(1.0), m.std).astype(np.float32))
+            for m in members
+        ]
 
     # --- rows ------------------------------------------------------------------------------
 
@@ -364,9 +370,10 @@ class SignalStream:
             out = feats.step(ts, bars, rows, sentiment)  # validates; nothing is added on error
             depth = self._depth[key]
             self._history[key][rows, self._n_bars[rows] % depth] = out
-            for member, windows, k in zip(self._members, self._windows, self._keys, strict=True):
+            for windows, run, scaler, k in zip(self._windows, self._finite_run, self._scalers, self._keys,
+                                               strict=True):
                 if k == key:
-                    push_windows_nb(windows, rows, member.inputs(out))
+                    push_windows_nb(windows, run, rows, out, *scaler)
         self._n_bars[rows] += 1
 
     def update(
@@ -418,7 +425,8 @@ class SignalStream:
         """
         if rows is None:
             rows = self._all if symbols is None else self.rows(symbols)
-        rows = np.asarray(rows, dtype=np.int64)
+        elif rows is not self._all:
+            rows = np.asarray(rows, dtype=np.int64)
         stamp = ts if isinstance(ts, np.ndarray) else _to_ns(ts)
         self._push(stamp, bars, rows, sentiment)
         return self._score_rows(rows)
@@ -426,13 +434,16 @@ class SignalStream:
     # --- scoring -----------------------------------------------------------------------------
 
     def _score_rows(self, idx: np.ndarray) -> np.ndarray:
-        whole = idx.size == len(self.symbols) and bool((idx == self._all).all())
+        whole = idx is self._all
         n_bars = self._n_bars[idx]
         probs = np.empty((len(self._members), idx.size), dtype=np.float64)
-        for k, (member, windows, ids) in enumerate(zip(self._members, self._windows, self._ids, strict=True)):
+        for k, (member, windows, ids, run) in enumerate(
+            zip(self._members, self._windows, self._ids, self._finite_run, strict=True)
+        ):
             batch = windows if whole else windows[idx]
-            p = member.model.predict_universe(batch, None if ids is None else ids[idx])
-            p[n_bars <= self._warmups[k]] = np.nan
+            p = member.model.score_prepared(batch, None if ids is None else ids[idx])
+            # never a signal on NaN: a window with a non-finite value, or a symbol still warming up
+            p[(run[idx] < windows.shape[1]) | (n_bars <= self._warmups[k])] = np.nan
             probs[k] = p
         return self.model._combine(probs)
 
@@ -525,10 +536,13 @@ class SignalStream:
             ring = np.empty_like(hist)
             np.put_along_axis(ring, slot[:, :, None], hist, axis=1)
             self._history[key][dst] = ring
-            for member, windows, k in zip(self._members, self._windows, self._keys, strict=True):
+            for member, windows, run, k in zip(self._members, self._windows, self._finite_run, self._keys,
+                                               strict=True):
                 if k == key:
                     lookback = windows.shape[1]
                     windows[dst] = member.inputs(hist[:, depth - lookback :])
+                    finite = np.isfinite(windows[dst]).all(axis=2)  # (d, L) rows
+                    run[dst] = np.argmin(np.concatenate([finite[:, ::-1], np.zeros((dst.size, 1), bool)], axis=1), axis=1)
         self._n_bars[dst] = n_saved[src]
         return [saved.symbols[j] for j, _ in pairs]
 
@@ -538,8 +552,9 @@ class SignalStream:
         for key, feats in self._features.items():
             feats.reset(idx)
             self._history[key][idx] = np.nan
-        for windows in self._windows:
+        for windows, run in zip(self._windows, self._finite_run, strict=True):
             windows[idx] = np.nan
+            run[idx] = 0
         self._n_bars[idx] = 0
 
 

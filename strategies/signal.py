@@ -16,8 +16,21 @@ this strategy's probability through :meth:`SignalStrategy.entry_probability`.
 ``mode = "batch"``: every probability is computed in one batched pass before the event
 loop (:meth:`SignalStrategy.prepare`, :func:`batch_probabilities`) and read in ``on_bar``;
 the sweep kernel reads the very same arrays. ``mode = "streaming"``: features and the
-probability are computed bar by bar, as live trading does. Both give the same orders
-(tested on real bars).
+probability are computed bar time by bar time, as live trading does - at the first bar of
+a close time, ONE :meth:`~models.signal.SignalStream.step` updates the features of every
+symbol with a bar at that time (constant time per bar, bit-identical to batch) and scores
+them in one onnxruntime call per member; each symbol's ``on_bar`` then reads its
+probability. The bars of a close time come from the live data client, which publishes them
+together before the bars themselves (``engine.overlays.BATCH_TOPIC``), and in a backtest
+from the same bars the engine replays (the frames given to :meth:`SignalStrategy.prepare`);
+every ``on_bar`` checks that the bar it decides on is the one stepped. Both modes give the
+same orders (tested on real bars).
+
+Paper trading saves the streaming state (:meth:`~models.signal.SignalStream.state`) after
+every live bar time and at stop to ``state_path``; a restarted session restores it, skips
+the warm-up bars the state already holds and continues with the very feature values of an
+uninterrupted session (when its warm-up does not reach back to the saved state's last bar,
+the bars in between are unknown: that symbol restarts from the warm-up, with a WARNING).
 
 News sentiment: when the model's card has a ``sentiment`` spec (a model trained with a
 ``[sentiment]`` section), the strategy rebuilds that column from the scored news of
@@ -32,6 +45,8 @@ at 0, as before.
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +76,8 @@ class SignalStrategyConfig(SigtradeStrategyConfig, frozen=True, kw_only=True):
     mode: str = "batch"
     catalog: str = ""
     """Catalog whose scored news feeds a model trained with sentiment (the backtest's data.catalog)."""
+    state_path: str = ""
+    """Live streaming mode: file the stream's state is saved to after every live bar time and resumed from ('' = off)."""
 
 
 def _load(path: str, bar: str) -> SignalModel:
@@ -162,6 +179,17 @@ class SignalStrategy(SigtradeStrategy):
         self._p: dict[str, np.ndarray] = {}
         self._ptr: dict[str, int] = dict.fromkeys(config.symbols, 0)
         self._stream = self.model.stream(config.symbols) if self.streaming else None
+        self._symbols = list(dict.fromkeys(config.symbols))  # the stream's rows
+        n = len(self._symbols)
+        self._row = {s: i for i, s in enumerate(self._symbols)}
+        self._p_now = np.full(n, np.nan)  # streaming: probability of each symbol's last stepped bar
+        self._at = np.full(n, -1, dtype=np.int64)  # the bar time each symbol was last stepped at
+        self._close_at = np.zeros(n)  # and that bar's close (checked against the bar decided on)
+        self._step_ts = -1
+        self._times: _BarTimes | None = None  # backtest: the bars of each close time
+        self._live: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # live: published close times not yet stepped
+        self._resume: dict[str, int] = {}  # restored symbol -> close time of its last bar in the state
+        self._resume_seen: set[str] = set()
         # news sentiment: read (and checked) here, never in on_bar
         self._articles = news_articles(self.model, config.catalog)
         self._news: dict[str, SentimentAccumulator] = {}
@@ -179,6 +207,7 @@ class SignalStrategy(SigtradeStrategy):
     def prepare(self, frames: dict[str, pd.DataFrame]) -> None:
         """Batch mode: every probability of every symbol, in one pass before the event loop."""
         if self.streaming:
+            self._times = _BarTimes({s: frames[s] for s in self._symbols if s in frames}, self._row)
             return
         probs = batch_probabilities(self.model, {s: frames[s] for s in self.cfg.symbols}, self.cfg.catalog)
         for s, series in probs.items():
@@ -187,14 +216,8 @@ class SignalStrategy(SigtradeStrategy):
 
     # -- probabilities -------------------------------------------------------------------
     def _prob(self, symbol: str, bar: Bar) -> float:
-        if self._stream is not None:
-            news = self._news.get(symbol)
-            self._stream.update(
-                symbol, bar.ts_event, bar.open.as_double(), bar.high.as_double(), bar.low.as_double(),
-                self.last_close[symbol], bar.volume.as_double(),
-                sentiment=0.0 if news is None else news.value(bar.ts_event),
-            )
-            return self._stream.score([symbol])[symbol]
+        if self._stream is not None:  # stepped in on_bar
+            return float(self._p_now[self._row[symbol]])
         ts, i = self._ts[symbol], self._ptr[symbol]
         while i < len(ts) and ts[i] < bar.ts_event:
             i += 1
@@ -202,6 +225,132 @@ class SignalStrategy(SigtradeStrategy):
         if i >= len(ts) or ts[i] != bar.ts_event:
             raise RuntimeError(f"{symbol}: no probability for the bar at {bar.ts_event}: prepare() was not given it")
         return float(self._p[symbol][i])
+
+    # -- streaming: one step per bar time ------------------------------------------------
+    def on_bar(self, bar: Bar) -> None:
+        """Streaming: every bar the engine delivers is in the features before the base decides on it."""
+        if self._stream is not None:
+            self._streamed(self._symbol_of[bar.bar_type], bar)
+        super().on_bar(bar)
+
+    def _streamed(self, symbol: str, bar: Bar) -> None:
+        ts = int(bar.ts_event)
+        i = self._row[symbol]
+        if self._at[i] != ts and ts != self._step_ts:
+            self._step_ts = ts
+            got = self._times.at(ts) if self._times is not None else self._live.pop(ts, None)
+            if len(self._live) > 4096:  # close times whose bars never came
+                self._live = {t: v for t, v in self._live.items() if t > ts}
+            if got is not None:
+                self._step(ts, *got)
+        if self._at[i] != ts:  # not among the bar time's bars (a live bar outside the published batch)
+            row = np.array([[bar.open.as_double(), bar.high.as_double(), bar.low.as_double(),
+                             bar.close.as_double(), bar.volume.as_double()]])
+            self._step(ts, np.array([i], dtype=np.int64), row)
+        if self._close_at[i] != bar.close.as_double():
+            raise RuntimeError(
+                f"{symbol}: the bar at {ts} closes at {bar.close.as_double()}, but the features were stepped with "
+                f"{self._close_at[i]}: the bar-time source disagrees with the engine's bars"
+            )
+
+    def _on_batch(self, batch: tuple[int, dict[str, tuple[float, float, float, float, float]]]) -> None:
+        """Live: the bars of one close time, published before the bars themselves; stepped at the first of them."""
+        ts, rows = int(batch[0]), batch[1]
+        mine = [(self._row[s], v) for s, v in rows.items() if s in self._row]
+        if mine and ts > self._step_ts:
+            idx = np.array([r for r, _ in mine], dtype=np.int64)
+            self._live[ts] = (idx, np.array([v for _, v in mine], dtype=np.float64))
+
+    def _step(self, ts: int, rows: np.ndarray, bars: np.ndarray) -> None:
+        assert self._stream is not None
+        if self._resume:
+            rows, bars = self._resumed(ts, rows, bars)
+        if rows.size:
+            sentiment = None
+            if self._news:
+                sentiment = np.array([self._news[self._symbols[r]].value(ts) for r in rows.tolist()])
+            self._p_now[rows] = self._stream.step(ts, bars, rows=rows, sentiment=sentiment)
+            self._at[rows] = ts
+            self._close_at[rows] = bars[:, 3]
+        if self.cfg.state_path and self.cfg.live and ts >= self.cfg.trade_from_ns:
+            self._save_state()
+
+    def _resumed(self, ts: int, rows: np.ndarray, bars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Drop the bars a restored state already holds (the warm-up of a restarted session)."""
+        assert self._stream is not None
+        keep = np.ones(rows.size, dtype=bool)
+        for j, r in enumerate(rows.tolist()):
+            s = self._symbols[r]
+            last = self._resume.get(s)
+            if last is None:
+                continue
+            if s not in self._resume_seen:
+                self._resume_seen.add(s)
+                if ts > last:
+                    self.log.warning(
+                        f"{s}: the saved features end at {pd.Timestamp(last, tz='UTC')}, before this session's first "
+                        f"bar at {pd.Timestamp(ts, tz='UTC')}; the bars in between are unknown, so its features restart "
+                        "from the warm-up bars (raise paper.warmup_bars to cover the pause)"
+                    )
+                    self._stream.reset([s])
+                    del self._resume[s]
+                    continue
+            if ts > last:
+                del self._resume[s]
+                continue
+            keep[j] = False  # in the state already
+            self._at[r] = ts
+            self._close_at[r] = bars[j, 3]
+            self._p_now[r] = self._stream.score([s])[s] if ts == last else math.nan
+        return rows[keep], bars[keep]
+
+    def _save_state(self) -> None:
+        assert self._stream is not None
+        path = Path(self.cfg.state_path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(self._stream.state())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _restore_state(self) -> None:
+        """Live start: continue the streaming features from the last session's saved state."""
+        assert self._stream is not None
+        path = Path(self.cfg.state_path)
+        if not path.is_file():
+            return
+        try:
+            restored = self._stream.restore(path.read_bytes())
+        except ModelContractError as exc:
+            self.log.warning(f"{path}: {exc}; the features start from the warm-up bars")
+            return
+        for s in restored:
+            last = self._stream.last_ts(s)
+            if last is not None:
+                self._resume[s] = last
+        if restored:
+            self.log.info(f"streaming features of {len(restored)} symbol(s) resumed from {path}")
+
+    def on_start(self) -> None:
+        """Subscribe; live streaming also restores the saved state and steps each published bar time."""
+        if self._stream is not None and self.cfg.live:
+            if self.cfg.state_path:
+                self._restore_state()
+            from engine.overlays import BATCH_TOPIC
+
+            super().on_start()
+            self.msgbus.subscribe(topic=BATCH_TOPIC, handler=self._on_batch)
+            return
+        super().on_start()
+
+    def on_stop(self) -> None:
+        """Live: the base's stop, then save the streaming state."""
+        super().on_stop()
+        if self._stream is not None and self.cfg.live and self.cfg.state_path:
+            self._save_state()
 
     def add_article(self, article_id: str, symbols: list[str], created_at: int | pd.Timestamp, score: float) -> None:
         """Streaming mode: a scored article arrived (paper trading's live news stream).
@@ -216,9 +365,7 @@ class SignalStrategy(SigtradeStrategy):
                 news.add(article_id, created_at, score)
 
     def warm(self, symbol: str, bar: Bar) -> None:
-        """Feed the streaming features (batch mode needs nothing)."""
-        if self._stream is not None:
-            self._prob(symbol, bar)
+        """Bars before the window: nothing to do (streaming features are stepped in :meth:`on_bar`)."""
 
     def decide(self, symbol: str, bar: Bar) -> None:
         """Act on the probability of this bar."""
@@ -241,3 +388,35 @@ class SignalStrategy(SigtradeStrategy):
     def entry_probability(self, symbol: str) -> float:
         """The probability of the bar being decided (the cost filter's ``p``)."""
         return self.last_prob[symbol]
+
+
+class _BarTimes:
+    """The bars of each close time, in universe order: a backtest's stand-in for the live batches.
+
+    The live data client publishes every close time's bars together before the bars
+    themselves (``engine.overlays.BATCH_TOPIC``); in a backtest the same bars come from the
+    frames the event loop replays, grouped once by close time.
+    """
+
+    def __init__(self, frames: dict[str, pd.DataFrame], rows: dict[str, int]) -> None:
+        cols = ["open", "high", "low", "close", "volume"]
+        ts = np.concatenate([f.index.asi8 for f in frames.values()]) if frames else np.empty(0, np.int64)
+        idx = np.concatenate([np.full(len(f), rows[s], dtype=np.int64) for s, f in frames.items()]) if frames \
+            else np.empty(0, np.int64)
+        bars = np.vstack([f[cols].to_numpy(dtype=np.float64) for f in frames.values()]) if frames else np.empty((0, 5))
+        order = np.lexsort((idx, ts))
+        self._ts, self._rows, self._bars = ts[order], idx[order], np.ascontiguousarray(bars[order])
+        self.times, self._starts = np.unique(self._ts, return_index=True)
+        self._ends = np.r_[self._starts[1:], len(self._ts)].astype(np.int64)
+        self._k = 0
+
+    def at(self, ts: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Rows and bars ``(k, 5)`` of close time *ts*, or None (times are asked in increasing order)."""
+        k = self._k
+        if k >= len(self.times) or self.times[k] != ts:
+            k = int(np.searchsorted(self.times, ts))
+            if k >= len(self.times) or self.times[k] != ts:
+                return None
+        self._k = k + 1
+        lo, hi = int(self._starts[k]), int(self._ends[k])
+        return self._rows[lo:hi], self._bars[lo:hi]

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -199,8 +200,32 @@ def test_f_partial_fills(tmp_path: Path) -> None:
         assert fake_positions(h) == {k: v for k, v in summary(h)["positions"].items() if v}
 
 
+def _stream_of(symbols: list[str], bars: list[dict]) -> tuple[object, dict[int, dict[str, float]]]:
+    """A fresh demo-ensemble stream fed *bars* (deduplicated by symbol and time) one bar time per step."""
+    from models.signal import load_signal_model
+    from tests.fakes.paper_session import REPO
+
+    seen: dict[tuple[int, str], dict] = {}
+    for b in bars:
+        seen.setdefault((int(b["ts"]), b["symbol"]), b)
+    stream = load_signal_model(REPO / "models" / "demo_ensemble").stream(symbols)
+    probs: dict[int, dict[str, float]] = {}
+    for ts in sorted({t for t, _ in seen}):
+        names = [s for s in symbols if (ts, s) in seen]
+        rows = [[seen[ts, s][k] for k in ("open", "high", "low", "close", "volume")] for s in names]
+        probs[ts] = dict(zip(names, stream.step(ts, np.array(rows), names).tolist(), strict=True))
+    return stream, probs
+
+
 def test_g_kill_and_restart_reconciles_without_duplicates(tmp_path: Path) -> None:
-    """(g) SIGKILL mid-session with positions open; the restarted session takes them over and does not buy again."""
+    """(g) SIGKILL mid-session with positions open; the restarted session takes them over, does not buy
+    again, and continues the streaming features exactly where the killed one stood.
+
+    The restart warms up on fewer REST bars (as a restart days later would: the warm-up is the
+    last N bars), so recomputing the features from the warm-up alone gives other values; the
+    resumed session equals, bit for bit, one stream fed every bar once (the record, both
+    sessions, deduplicated) - its probabilities and its saved state.
+    """
     with PaperHarness(tmp_path) as h:
         h.start()
         h.hour(0, 10, minutes=(0, 30))
@@ -208,17 +233,36 @@ def test_g_kill_and_restart_reconciles_without_duplicates(tmp_path: Path) -> Non
         held = fake_positions(h)
         assert len(held) == 2
         h.kill()
+        first_bars = len(read_jsonl(h.record / "bars.jsonl"))
+        assert (h.out / "features.state").is_file()
         n_orders = len(h.fake.orders)
+        h.warmup = 60
+        h.write_config()
         h.start()
         h.hour(0, 12, minutes=(0,))
         h.wait_decisions(2 * len(h.symbols))
+        h.hour(0, 13, minutes=(0,))
+        h.wait_decisions(3 * len(h.symbols))
         time.sleep(1.0)
         assert h.stop() == 0
         after = h.decisions()[len(h.symbols):]
-        assert all(d["position"] == held[d["symbol"]] for d in after), after
-        assert all(d["action"] != "buy" for d in after), "bought again what was already held"
-        assert len(h.fake.orders) == n_orders
+        assert all(d["position"] == held[d["symbol"]] for d in after[: len(h.symbols)]), after
+        assert all(d["action"] != "buy" for d in after[: len(h.symbols)]), "bought again what was already held"
+        assert len(h.fake.orders) >= n_orders
         assert "reconciled from the broker" in h.log()
+        # the features: the resumed session == one uninterrupted stream over every bar seen
+        bars = read_jsonl(h.record / "bars.jsonl")
+        straight, probs = _stream_of(h.symbols, bars)
+        assert straight.state() == (h.out / "features.state").read_bytes()
+        _, cold = _stream_of(h.symbols, bars[first_bars:])  # what a restart without the state computes
+        assert len(after) == 2 * len(h.symbols)
+        # decisions on the signal (a forced exit records the last probability the strategy decided on)
+        decided = [d for d in after if d["action"].split(":")[-1] in ("hold", "buy", "sell", "signal")]
+        assert len(decided) >= len(h.symbols)
+        for d in decided:
+            assert d["inputs"]["p"] == probs[d["ts"]][d["symbol"]], d
+        assert any(d["inputs"]["p"] != cold[d["ts"]][d["symbol"]] for d in decided)
+        assert "streaming features of 2 symbol(s) resumed" in h.log()
 
 
 def test_ctrl_c_cancels_open_orders_and_flattens(tmp_path: Path) -> None:

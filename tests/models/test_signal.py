@@ -15,7 +15,7 @@ import pytest
 
 from models.ensemble import EnsembleCard, EnsembleMember, write_ensemble_card
 from models.errors import CardMismatchError, ModelContractError, ModelDataError
-from models.features import FEATURE_SET, compute_features, feature_matrix, warmup_bars
+from models.features import FEATURE_SET, compute_features, feature_matrix, scale, warmup_bars
 from models.signal import SignalModel, load_signal_model
 from tests.models.onnx_factory import fit_scaler, make_gru_artifact, make_mlp_artifact
 
@@ -145,18 +145,18 @@ def test_score_a_subset_in_one_call_per_member(
             stream.update(s, int(f.index[i].value), *f[OHLCV].iloc[i])
     calls: list[int] = []
     for member in model.models:
-        real = member.predict_universe
+        real = member.score_prepared
 
         def counting(windows: np.ndarray, ids: np.ndarray | None = None, _real=real) -> np.ndarray:
             calls.append(len(windows))
             return _real(windows, ids)
 
-        member.predict_universe = counting  # type: ignore[method-assign]
+        member.score_prepared = counting  # type: ignore[method-assign]
     try:
         subset = stream.score(["SPY", "AAPL"])
     finally:
         for member in model.models:
-            del member.predict_universe
+            del member.score_prepared
     assert calls == [2, 2]
     assert list(subset) == ["SPY", "AAPL"]
     assert stream.n_bars("SPY") == 200
@@ -250,24 +250,29 @@ def test_a_step_scores_the_universe_in_one_call_per_member(
     model = models["ens"]
     calls: list[int] = []
     for member in model.models:
-        real = member.predict_universe
+        real = member.score_prepared
 
         def counting(windows: np.ndarray, ids: np.ndarray | None = None, _real=real) -> np.ndarray:
             calls.append(len(windows))
             return _real(windows, ids)
 
-        member.predict_universe = counting  # type: ignore[method-assign]
+        member.score_prepared = counting  # type: ignore[method-assign]
     try:
         stream, stepped = _stepped(model, frames, stop=300)
     finally:
         for member in model.models:
-            del member.predict_universe
+            del member.score_prepared
     assert calls == [3] * 600  # 300 steps x 2 members, 3 windows each
     replayed = _replay(model, frames, n=300)
-    for s in frames:
+    for r, s in enumerate(frames):
         np.testing.assert_array_equal(stepped[s][:300], replayed[s][:300])  # same windows, same batch shape
-        np.testing.assert_array_equal(stream.features(s), compute_features(frames[s].iloc[:300]).to_numpy()[-1])
+        batch = compute_features(frames[s].iloc[:300]).to_numpy()
+        np.testing.assert_array_equal(stream.features(s), batch[-1])
         assert stream.last_ts(s) == frames[s].index[299].value
+        for member, windows in zip(model.models, stream._windows, strict=True):  # the scaled windows, bit for bit
+            cols = [FEATURE_SET.features.index(c) for c in member.card.feature_set.features]
+            want = scale(batch[-member.lookback :, cols], member.card.scaler.mean, member.card.scaler.std)
+            np.testing.assert_array_equal(windows[r], want)
 
 
 @pytest.mark.parametrize("into", ["ens", "gru"])

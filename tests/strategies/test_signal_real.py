@@ -128,3 +128,34 @@ def test_a_model_for_another_bar_size_is_refused(real_catalog: Path, tmp_path: P
     daily = make_mlp_artifact(tmp_path / "daily", lookback=12, bar="1-DAY")
     with pytest.raises(ModelContractError, match="bar"):
         run_backtest(_cfg(real_catalog, daily))
+
+
+@pytest.fixture(scope="module")
+def mixed_catalog(hourly_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """IBKR (clock-hour bars) and yfinance (half-hour bars) symbols: bar times that only partly align."""
+    from engine.ingest.pipeline import ingest_files
+
+    root = tmp_path_factory.mktemp("mixed") / "catalog"
+    ingest_files([hourly_dir / f"{s}_1h.csv" for s in ("SPY", "INTC")], root, bar="1-HOUR", repair=True)
+    return root
+
+
+def test_streaming_equals_batch_through_forced_exits_on_misaligned_bar_times(
+    mixed_catalog: Path, model_dirs: dict[str, Path]
+) -> None:
+    """Stops and time stops skip the signal on their bars; the streaming features must still see
+    every bar (each close time is stepped once, whatever the strategy does on it), with years of
+    history before the window."""
+    model = model_dirs["ens"]
+    thr = _median_threshold(model, mixed_catalog)
+    cfg = [
+        'data.symbols=["SPY", "INTC"]', 'strategy.kind="ensemble"', f"strategy.entry_threshold={thr}",
+        f"strategy.exit_threshold={thr}", "strategy.max_hold_bars=4", "risk.stop_loss=0.004", "data.start=2024-10-01",
+        "data.end=2024-12-31",
+    ]
+    batch = run_backtest(_cfg(mixed_catalog, model, *cfg, 'strategy.mode="batch"'))
+    stream = run_backtest(_cfg(mixed_catalog, model, *cfg, 'strategy.mode="streaming"'))
+    trades = batch.strategy.trades
+    assert {"stop_loss", "time_stop"} <= set(trades["exit_reason"]), "the forced exits must occur"
+    cols = ["ts", "symbol", "side", "qty", "price"]
+    pd.testing.assert_frame_equal(batch.strategy.fills[cols], stream.strategy.fills[cols], check_exact=True)
