@@ -186,6 +186,7 @@ def stream_for(path: Path, threads: int, workers: int) -> Any:
     stream = model.stream([f"S{i:03d}" for i in range(UNIVERSE)])
     for k, win in enumerate(stream._windows):
         win[:] = windows(UNIVERSE, win.shape[1], win.shape[2], seed=k)
+        stream._finite_run[k][:] = win.shape[1]
     stream._n_bars[:] = 10**6
     return stream
 

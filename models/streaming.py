@@ -40,7 +40,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -86,19 +86,22 @@ def _iso(ts: int) -> str:
 
 
 class _Dow:
-    """Weekday (Mon = 0) of the New York date of a bar close, memoised per timestamp."""
+    """Weekday (Mon = 0) of the New York date of a bar close; the last date's bounds are remembered."""
 
     def __init__(self) -> None:
-        self._cache: dict[int, int] = {}
+        self._lo = 0
+        self._hi = 0
+        self._dow = 0
 
     def __call__(self, ts: int) -> int:
-        dow = self._cache.get(ts)
-        if dow is None:
-            if len(self._cache) > 65_536:
-                self._cache.clear()
-            dow = datetime.fromtimestamp(ts // 1_000_000_000, tz=_NY).weekday()
-            self._cache[ts] = dow
-        return dow
+        if self._lo <= ts < self._hi:
+            return self._dow
+        day = datetime.fromtimestamp(ts // 1_000_000_000, tz=_NY)
+        midnight = day.replace(hour=0, minute=0, second=0, microsecond=0)
+        self._lo = int(midnight.timestamp()) * 1_000_000_000
+        self._hi = int((midnight + timedelta(days=1)).timestamp()) * 1_000_000_000
+        self._dow = day.weekday()
+        return self._dow
 
     def many(self, ts: np.ndarray) -> np.ndarray:
         first = int(ts[0])
@@ -143,6 +146,7 @@ class UniverseFeatures:
         self._stamp = 0
         self._err = np.zeros(3, dtype=np.int64)
         self._all = np.arange(n, dtype=np.int64)
+        self._scratch: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self._warmup = warmup_for(self.feature_set)
         self._dow = _Dow()
         _check_talib_once()
@@ -217,17 +221,24 @@ class UniverseFeatures:
             raise ModelContractError(
                 f"bars must have shape ({k}, 5) (open, high, low, close, volume per row), found {b.shape}"
             )
-        if np.ndim(ts) == 0:
+        scratch = self._scratch.get(k)
+        if scratch is None:
+            if len(self._scratch) > 64:
+                self._scratch.clear()
+            scratch = self._scratch[k] = (np.empty(k, np.int64), np.empty(k, np.int64), np.zeros(k),
+                                          np.empty((2, k)))
+        t_arr, dow, zeros, ratios = scratch
+        if isinstance(ts, int | np.integer):
             stamp = int(ts)
-            t_arr = np.full(k, stamp, dtype=np.int64)
-            dow = np.full(k, self._dow(stamp), dtype=np.int64)
+            t_arr.fill(stamp)
+            dow.fill(self._dow(stamp))
         else:
             t_arr = np.asarray(ts, dtype=np.int64).reshape(-1)
             if t_arr.size != k:
                 raise ModelContractError(f"ts must be one time or {k} times, found {t_arr.size}")
             dow = self._dow.many(t_arr) if k else t_arr
         if sentiment is None:
-            sent = np.zeros(k)
+            sent = zeros
         else:
             sent = np.ascontiguousarray(sentiment, dtype=np.float64).reshape(-1)
             if sent.size != k:
@@ -235,16 +246,16 @@ class UniverseFeatures:
         out = np.empty((k, N_FEATURES), dtype=np.float64)
         if k == 0:
             return out
-        b = np.ascontiguousarray(b)
+        if not b.flags.c_contiguous:
+            b = np.ascontiguousarray(b)
         with np.errstate(divide="ignore", invalid="ignore"):  # a bad volume is refused just below
             log_volume = np.log1p(b[:, 4])  # the ufunc batch mode applies to the volume column
-        ratios = np.empty((2, k), dtype=np.float64)
         self._stamp += 1
         if not checked_step_nb(idx, t_arr, b, log_volume, dow, sent, self._n, self._last_ts, self._st, self._ring,
                                self._mark, self._stamp, DOW_SIN, DOW_COS, out, ratios, self._err):
             self._raise(idx, t_arr, b, sent)
-        out[:, 14] = np.log(ratios[0])
-        out[:, 15] = np.log(ratios[1])
+        np.log(ratios, out=ratios)  # numpy's log, as batch mode applies it (element-wise: same bits)
+        out[:, 14:16] = ratios.T
         return out
 
     def _raise(self, idx: np.ndarray, ts: np.ndarray, bars: np.ndarray, sent: np.ndarray) -> None:

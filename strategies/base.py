@@ -89,6 +89,13 @@ class SigtradeStrategy(Strategy):
         self.position: dict[str, float] = dict.fromkeys(syms, 0.0)
         self.last_close: dict[str, float] = dict.fromkeys(syms, 0.0)
         self.pending: dict[str, bool] = dict.fromkeys(syms, False)
+        # symbols with a position (universe order) and those with a position or an order in flight:
+        # equity, exposure and the position count loop over these, not over the whole universe
+        self._order: dict[str, int] = {}
+        for i, s in enumerate(syms):
+            self._order.setdefault(s, i)
+        self._held: list[str] = []
+        self._busy: set[str] = set()
         self.cash = float(config.capital)
         self.done: set[str] = set()
         self._symbol_of: dict[Any, str] = {}
@@ -148,6 +155,7 @@ class SigtradeStrategy(Strategy):
             if qty != 0.0:
                 px = [float(p.avg_px_open) for p in self.cache.positions_open(instrument_id=iid)][0]
                 self.position[s] = round(qty, 9)
+                self._track(s)
                 self.entry_price[s] = px
                 self.extreme[s] = px
                 self.bars_held[s] = 0
@@ -155,6 +163,7 @@ class SigtradeStrategy(Strategy):
                 self.log.warning(f"{s}: position of {qty:g} at {px:.2f} reconciled from the broker")
             if self.cache.orders_open(instrument_id=iid):
                 self.pending[s] = True
+                self._track(s)
                 self.log.warning(f"{s}: an open order was reconciled from the broker; waiting for it")
         self.cash -= invested
 
@@ -317,19 +326,27 @@ class SigtradeStrategy(Strategy):
         return ""
 
     # -- helpers -------------------------------------------------------------------------
+    def _track(self, s: str) -> None:
+        """After a change of ``position[s]`` or ``pending[s]``: keep the held and busy sets."""
+        held = self.position[s] != 0.0
+        if held != (s in self._held):
+            self._held = [x for x in self._order if self.position[x] != 0.0]
+        if held or self.pending[s]:
+            self._busy.add(s)
+        else:
+            self._busy.discard(s)
+
     def equity(self) -> float:
         """Cash plus positions marked at their last closes (summed in symbol order)."""
         value = 0.0
-        for s in self.cfg.symbols:
-            q = self.position[s]
-            if q != 0.0:
-                value += q * self.last_close[s]
+        for s in self._held:  # the symbols with a position, in symbol order: the same sum as over all
+            value += self.position[s] * self.last_close[s]
         return self.cash + value
 
     def gross_exposure(self) -> float:
         """|Positions| at their last closes plus the value of entries in flight."""
         total = 0.0
-        for s in self.cfg.symbols:
+        for s in sorted(self._busy, key=self._order.__getitem__):
             q = self.position[s]
             if q != 0.0:
                 total += abs(q * self.last_close[s])
@@ -339,7 +356,7 @@ class SigtradeStrategy(Strategy):
 
     def open_positions(self) -> int:
         """Positions held or being opened."""
-        return sum(1 for s in self.cfg.symbols if self.position[s] != 0.0 or self.pending[s])
+        return len(self._busy)
 
     def entries_allowed(self, symbol: str) -> bool:
         """Regime, breaker pause, daily halt and cooldown (not sizing or position limits)."""
@@ -433,6 +450,7 @@ class SigtradeStrategy(Strategy):
             tags=[reason] if reason else None,
         )
         self.pending[symbol] = True
+        self._track(symbol)
         self._reason[symbol] = reason
         self._action = f"{'buy' if side == OrderSide.BUY else 'sell'}{':' + reason if reason else ''}"
         if self.order_sink is not None:
@@ -455,6 +473,7 @@ class SigtradeStrategy(Strategy):
         signed = qty if event.order_side == OrderSide.BUY else -qty
         before = self.position[s]
         self.position[s] = round(before + signed, 9)
+        self._track(s)
         self.cash -= signed * px + event.commission.as_double()
         if before == 0.0 and self.position[s] != 0.0:
             self.entry_price[s] = px
@@ -466,14 +485,18 @@ class SigtradeStrategy(Strategy):
         order = self.cache.order(event.client_order_id)
         if order is None or order.is_closed:
             self.pending[s] = False
+            self._track(s)
 
     def _clear(self, event: Any) -> None:
-        self.pending[event.instrument_id.symbol.value] = False
+        s = event.instrument_id.symbol.value
+        self.pending[s] = False
+        self._track(s)
 
     def _refused(self, event: Any) -> None:
         """A rejected or denied order: log why; no new entry in that symbol for the rest of the session."""
         s = event.instrument_id.symbol.value
         self.pending[s] = False
+        self._track(s)
         if not self.cfg.live:
             return
         self._rejected_day[s] = self._session_day(self._now)
