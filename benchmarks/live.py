@@ -133,9 +133,13 @@ def widened(src: Path, dst: Path, symbols: list[str]) -> Path:
     table = next(i for i in model.graph.initializer if i.name == gather.input[0])
     rows = numpy_helper.to_array(table)
     table.CopyFrom(numpy_helper.from_array(np.resize(rows, (len(symbols), rows.shape[1])).astype(rows.dtype), table.name))
+    asset_map = {s: i for i, s in enumerate(symbols)}
+    for prop in model.metadata_props:  # the input contract recorded in the graph names the asset map too
+        if prop.key == "sigtrade.asset_map":
+            prop.value = json.dumps(asset_map, sort_keys=True)
     blob = model.SerializeToString()
     (dst / "model.onnx").write_bytes(blob)
-    card.update(name=dst.name, asset_map={s: i for i, s in enumerate(symbols)}, onnx_sha256=hashlib.sha256(blob).hexdigest())
+    card.update(name=dst.name, asset_map=asset_map, onnx_sha256=hashlib.sha256(blob).hexdigest())
     (dst / "card.json").write_text(json.dumps(card, indent=2))
     return dst
 

@@ -8,9 +8,26 @@
 * :meth:`SignalModel.probabilities_many` - the same for a universe, optionally split
   across worker processes (one single-threaded onnxruntime session per process is the
   fastest layout for recurrent models);
-* :meth:`SignalModel.stream` - a :class:`SignalStream` fed one bar at a time; its
-  :meth:`~SignalStream.score` scores the latest window of every listed symbol in ONE
-  onnxruntime call per member (paper/live trading).
+* :meth:`SignalModel.stream` - a :class:`SignalStream` for a universe (paper/live trading,
+  streaming backtests). Its API:
+
+  - :meth:`SignalStream.step` ``(ts, bars (k, 5), symbols=None, *, rows=None,
+    sentiment=None) -> (k,) probabilities`` - the bars of one bar time for any subset of
+    the symbols: ONE numba call updates their features (O(1) state per symbol, constant
+    time per bar, TA-Lib's values bit for bit at any history length), one shifts their
+    scaled windows, and each member scores them in ONE onnxruntime call;
+  - :meth:`SignalStream.update` (one bar of one symbol) and :meth:`SignalStream.score`
+    (the latest windows, one onnxruntime call per member) - the same numbers;
+  - :meth:`SignalStream.features` / :meth:`SignalStream.last_ts` / :meth:`SignalStream.n_bars`
+    - the latest feature row, bar time and bar count of a symbol;
+  - :meth:`SignalStream.state` / :meth:`SignalStream.restore` - versioned bytes holding the
+    indicator state and the last feature rows; a restored stream continues exactly (a
+    restarted paper session resumes with the values of an uninterrupted one), also with
+    another model of the same feature set (windows are rebuilt with its scalers);
+    :meth:`SignalStream.reset` forgets symbols.
+
+  There is no history limit any more (the former ``max_history`` argument is gone: memory
+  per symbol is fixed by the longest window, not the session length).
 
 Streaming and batch give the same probability at the same bar (the feature pipeline is
 bit-identical in both modes; onnxruntime may differ in the last float32 bits between
