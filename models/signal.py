@@ -69,7 +69,7 @@ from models.features import compute_features, scale, warmup_bars
 from models.incremental_nb import push_windows_nb
 from models.onnx_model import OnnxSignalModel
 from models.sentiment import SentimentSpec
-from models.streaming import UniverseFeatures
+from models.streaming import UniverseFeatures, read_state
 
 __all__ = ["STREAM_STATE_FORMAT", "STREAM_STATE_VERSION", "SignalModel", "SignalStream", "load_signal_model"]
 
@@ -507,19 +507,7 @@ class SignalStream:
             *data* is not a signal-stream state, or one of another version or feature set.
         """
         what = "the saved signal-stream state"
-        try:
-            saved = msgspec.msgpack.decode(data, type=_StreamState)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ModelContractError(
-                f"{what} is not readable ({exc}): expected the bytes of SignalStream.state(); delete the "
-                "state file to start the features from the warm-up bars"
-            ) from None
-        if saved.format != STREAM_STATE_FORMAT or saved.version != STREAM_STATE_VERSION:
-            raise ModelContractError(
-                f"{what} is format {saved.format!r} version {saved.version}, this sigtrade reads "
-                f"{STREAM_STATE_FORMAT!r} version {STREAM_STATE_VERSION}; delete the state file to start "
-                "from the warm-up bars"
-            )
+        saved = read_state(data, _StreamState, what, STREAM_STATE_FORMAT, STREAM_STATE_VERSION, "SignalStream.state()")
         missing = [_key(k) for k in self._features if _key(k) not in saved.features]
         if missing:
             raise ModelContractError(

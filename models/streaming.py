@@ -41,7 +41,7 @@ import logging
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -76,6 +76,7 @@ STATE_FORMAT = "sigtrade.features"
 STATE_VERSION = 1
 """Version of the saved-state layout; a state of another version is refused."""
 
+_S = TypeVar("_S")
 _NY = ZoneInfo("America/New_York")
 _NO_TS = np.iinfo(np.int64).min
 _LAYOUT = [N_SLOTS, N_RING, RING]
@@ -343,20 +344,30 @@ class UniverseFeatures:
         return f"UniverseFeatures({len(self.symbols)} symbols, feature_set={self.feature_set.key!r})"
 
 
-def _decode_state(data: bytes, feature_set: FeatureSetSpec) -> _State:
-    what = "the saved feature state"
+def read_state(data: bytes, kind: type[_S], what: str, fmt: str, version: int, maker: str) -> _S:
+    """Decode saved-state bytes of msgspec type *kind*; refuse unreadable bytes and other formats or versions.
+
+    The messages name *what* was read, the bytes expected (*maker*) and what to do.
+    """
     try:
-        saved = msgspec.msgpack.decode(data, type=_State)
+        saved = msgspec.msgpack.decode(data, type=kind)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise ModelContractError(
-            f"{what} is not readable ({exc}): expected the bytes of UniverseFeatures.state(); delete the "
-            f"state file to start the features from the warm-up bars"
+            f"{what} is not readable ({exc}): expected the bytes of {maker}; delete the state file to start "
+            "the features from the warm-up bars"
         ) from None
-    if saved.format != STATE_FORMAT or saved.version != STATE_VERSION:
+    found = (getattr(saved, "format", None), getattr(saved, "version", None))
+    if found != (fmt, version):
         raise ModelContractError(
-            f"{what} is format {saved.format!r} version {saved.version}, this sigtrade reads "
-            f"{STATE_FORMAT!r} version {STATE_VERSION}; delete the state file to start from the warm-up bars"
+            f"{what} is format {found[0]!r} version {found[1]}, this sigtrade reads {fmt!r} version {version}; "
+            "delete the state file to start from the warm-up bars"
         )
+    return saved
+
+
+def _decode_state(data: bytes, feature_set: FeatureSetSpec) -> _State:
+    what = "the saved feature state"
+    saved = read_state(data, _State, what, STATE_FORMAT, STATE_VERSION, "UniverseFeatures.state()")
     spec = require_supported(feature_set)
     if saved.feature_set != spec.key or list(saved.layout) != _LAYOUT:
         raise ModelContractError(

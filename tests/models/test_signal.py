@@ -135,6 +135,28 @@ def test_sentiment_reaches_the_model_in_both_modes(
         assert not np.allclose(batch.to_numpy()[100:], plain.to_numpy()[100:])
 
 
+class _CountCalls:
+    """Count the windows of each member's scoring call while inside the ``with``."""
+
+    def __init__(self, model: SignalModel) -> None:
+        self.model, self.calls = model, []
+
+    def __enter__(self) -> list[int]:
+        for member in self.model.models:
+            real = member.score_prepared
+
+            def counting(windows: np.ndarray, ids: np.ndarray | None = None, _real=real) -> np.ndarray:
+                self.calls.append(len(windows))
+                return _real(windows, ids)
+
+            member.score_prepared = counting  # type: ignore[method-assign]
+        return self.calls
+
+    def __exit__(self, *exc: object) -> None:
+        for member in self.model.models:
+            del member.score_prepared
+
+
 def test_score_a_subset_in_one_call_per_member(
     models: dict[str, SignalModel], frames: dict[str, pd.DataFrame]
 ) -> None:
@@ -143,20 +165,8 @@ def test_score_a_subset_in_one_call_per_member(
     for i in range(200):
         for s, f in frames.items():
             stream.update(s, int(f.index[i].value), *f[OHLCV].iloc[i])
-    calls: list[int] = []
-    for member in model.models:
-        real = member.score_prepared
-
-        def counting(windows: np.ndarray, ids: np.ndarray | None = None, _real=real) -> np.ndarray:
-            calls.append(len(windows))
-            return _real(windows, ids)
-
-        member.score_prepared = counting  # type: ignore[method-assign]
-    try:
+    with _CountCalls(model) as calls:
         subset = stream.score(["SPY", "AAPL"])
-    finally:
-        for member in model.models:
-            del member.score_prepared
     assert calls == [2, 2]
     assert list(subset) == ["SPY", "AAPL"]
     assert stream.n_bars("SPY") == 200
@@ -248,20 +258,8 @@ def test_a_step_scores_the_universe_in_one_call_per_member(
     models: dict[str, SignalModel], frames: dict[str, pd.DataFrame]
 ) -> None:
     model = models["ens"]
-    calls: list[int] = []
-    for member in model.models:
-        real = member.score_prepared
-
-        def counting(windows: np.ndarray, ids: np.ndarray | None = None, _real=real) -> np.ndarray:
-            calls.append(len(windows))
-            return _real(windows, ids)
-
-        member.score_prepared = counting  # type: ignore[method-assign]
-    try:
+    with _CountCalls(model) as calls:
         stream, stepped = _stepped(model, frames, stop=300)
-    finally:
-        for member in model.models:
-            del member.score_prepared
     assert calls == [3] * 600  # 300 steps x 2 members, 3 windows each
     replayed = _replay(model, frames, n=300)
     for r, s in enumerate(frames):
