@@ -342,8 +342,9 @@ def real_table(tmp: Path, quick: bool) -> tuple[Table, str]:
         table.add_row(f"{start or 'all'} .. {end or 'all'}", f"{runs['batch'][0]:.1f} s",
                       f"{runs['streaming'][0]:.1f} s", f"{runs['streaming'][0] / runs['batch'][0]:.2f} x",
                       f"{'yes' if same else 'NO'} ({len(runs['batch'][1].strategy.fills)} fills)")
-    note = ("streaming replays every bar from the start of the history (its features must start where batch's "
-            "do); batch scores the whole history in one pass and replays the window plus the model's warm-up")
+    note = ("both replay the window plus the model's warm-up in the event loop; batch scores the whole history in "
+            "one pass before it, streaming feeds each symbol's earlier history to its stream in one kernel call and "
+            "steps every later bar time (features, windows, one onnxruntime call per member)")
     return table, note
 
 

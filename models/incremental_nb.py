@@ -512,6 +512,7 @@ def checked_step_nb(
 
 @njit(cache=True)
 def series_nb(
+    row: int,
     ts: np.ndarray,
     bars: np.ndarray,
     log_volume: np.ndarray,
@@ -526,8 +527,8 @@ def series_nb(
     out: np.ndarray,
     ratios: np.ndarray,
 ) -> None:
-    """Feed the bars ``(T, 5)`` of ONE symbol (state row 0) in order: :func:`step_nb` per bar."""
-    rows = np.zeros(1, dtype=np.int64)
+    """Feed the bars ``(T, 5)`` of ONE symbol (state row *row*) in order: :func:`step_nb` per bar."""
+    rows = np.full(1, row, dtype=np.int64)
     for i in range(bars.shape[0]):
         step_nb(rows, ts[i : i + 1], bars[i : i + 1], log_volume[i : i + 1], dow[i : i + 1], sentiment[i : i + 1],
                 n, last_ts, st, ring, dow_sin, dow_cos, out[i : i + 1], ratios[:, i : i + 1])

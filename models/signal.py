@@ -393,6 +393,36 @@ class SignalStream:
                     push_windows_nb(windows, run, rows, out, *scaler)
         self._n_bars[rows] += 1
 
+    def warm(self, symbol: str, ts: np.ndarray, bars: np.ndarray, sentiment: np.ndarray | None = None) -> None:
+        """Add many bars of one symbol at once (history before a stream's first live bar).
+
+        The same state, feature rows and windows as :meth:`update` bar by bar, from one
+        kernel call per feature set (*ts* ns UTC, strictly increasing; *bars* ``(T, 5)``).
+        """
+        i = self._row(symbol)
+        t_arr = np.asarray(ts, dtype=np.int64).reshape(-1)
+        if t_arr.size == 0:
+            return
+        n_old = int(self._n_bars[i])
+        dst = np.array([i], dtype=np.int64)
+        for key, feats in self._features.items():
+            out = feats.feed(i, t_arr, bars, sentiment)
+            depth = self._depth[key]
+            hist = self._history[key]
+            take = min(depth, out.shape[0])
+            for t in range(out.shape[0] - take, out.shape[0]):  # the last rows, at their ring slots
+                hist[i, (n_old + t) % depth] = out[t]
+            for member, windows, run, k in zip(self._members, self._windows, self._finite_run, self._keys,
+                                               strict=True):
+                if k == key:
+                    lookback = windows.shape[1]
+                    order = (n_old + out.shape[0] + np.arange(depth)) % depth  # oldest first
+                    rows = hist[i, order][depth - lookback :]
+                    windows[dst] = member.inputs(rows[None])
+                    finite = np.isfinite(windows[i]).all(axis=1)[::-1]
+                    run[i] = lookback if finite.all() else int(np.argmin(finite))
+        self._n_bars[i] = n_old + t_arr.size
+
     def update(
         self,
         symbol: str,

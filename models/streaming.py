@@ -51,6 +51,7 @@ from models.errors import ModelContractError, ModelDataError
 from models.feature_set import SEED14_V1, FeatureSetSpec, require_supported, warmup_for
 from models.incremental_nb import (
     E_LATE,
+    E_SENTIMENT,
     E_TWICE,
     E_VALUE,
     N_RING,
@@ -283,6 +284,51 @@ class UniverseFeatures:
             f"{symbol}: bar at {when} has sentiment={float(sent[j])!r}: expected a finite score (NaN or 0.0 "
             f"for no news)"
         )
+
+    def feed(self, row: int, ts: np.ndarray, bars: np.ndarray, sentiment: np.ndarray | None = None) -> np.ndarray:
+        """Add many bars of ONE symbol (a warm-up from history) in one kernel call; return their rows ``(T, F)``.
+
+        The same numbers as :meth:`step` bar by bar. *ts* must increase strictly and come
+        after the symbol's last bar; the checks of :meth:`step` apply (nothing is added on
+        error).
+        """
+        t_arr = np.ascontiguousarray(ts, dtype=np.int64).reshape(-1)
+        b = np.ascontiguousarray(bars, dtype=np.float64)
+        n = t_arr.size
+        if b.shape != (n, 5):
+            raise ModelContractError(f"bars must have shape ({n}, 5), found {b.shape}")
+        sent = np.zeros(n) if sentiment is None else np.ascontiguousarray(sentiment, dtype=np.float64).reshape(-1)
+        out = np.empty((n, N_FEATURES), dtype=np.float64)
+        if n == 0:
+            return out
+        r = int(row)
+        if not 0 <= r < len(self.symbols):
+            raise ModelContractError(f"row must lie in 0..{len(self.symbols) - 1}, found {r}")
+        steps = np.diff(t_arr)
+        if (steps <= 0).any() or t_arr[0] <= self._last_ts[r]:
+            j = int(np.argmax(steps <= 0)) + 1 if (steps <= 0).any() else 0
+            prev = int(t_arr[j - 1]) if j else int(self._last_ts[r])
+            raise ModelDataError(
+                f"{self.symbols[r]}: bar at {_iso(int(t_arr[j]))} does not come after the bar at {_iso(prev)}: "
+                "streaming features need strictly increasing timestamps"
+            )
+        good = np.isfinite(b) & np.concatenate([b[:, :4] > 0.0, b[:, 4:] >= 0.0], axis=1)
+        if not good.all() or np.isinf(sent).any():
+            self._err[:] = (E_VALUE, 0, 0)
+            if not good.all():
+                j, col = (int(v) for v in np.argwhere(~good)[0])
+                self._err[:] = (E_VALUE, j, col)
+            else:
+                self._err[:] = (E_SENTIMENT, int(np.argmax(np.isinf(sent))), -1)
+            self._raise(np.full(n, r, dtype=np.int64), t_arr, b, sent)
+        dow = self._dow.many(t_arr)
+        log_volume = np.log1p(b[:, 4])
+        ratios = np.empty((2, n))
+        series_nb(r, t_arr, b, log_volume, dow, sent, self._n, self._last_ts, self._st, self._ring, DOW_SIN,
+                  DOW_COS, out, ratios)
+        np.log(ratios, out=ratios)
+        out[:, 14:16] = ratios.T
+        return out
 
     def reset(self, rows: np.ndarray | Sequence[int]) -> None:
         """Forget the history of *rows* (their next bar is a first bar)."""
@@ -533,7 +579,7 @@ def _compare_with_talib() -> tuple[bool, float]:
     got = np.empty((n, N_FEATURES))
     ratios = np.empty((2, n))
     dow = index.tz_convert("America/New_York").dayofweek.to_numpy().astype(np.int64)
-    series_nb(index.asi8.astype(np.int64), np.ascontiguousarray(bars), np.log1p(volume), dow, np.zeros(n),
+    series_nb(0, index.asi8.astype(np.int64), np.ascontiguousarray(bars), np.log1p(volume), dow, np.zeros(n),
               np.zeros(1, np.int64), np.full(1, _NO_TS), np.zeros((1, N_SLOTS)), np.zeros((1, N_RING, RING)),
               DOW_SIN, DOW_COS, got, ratios)
     got[:, 14] = np.log(ratios[0])

@@ -23,8 +23,11 @@ them in one onnxruntime call per member; each symbol's ``on_bar`` then reads its
 probability. The bars of a close time come from the live data client, which publishes them
 together before the bars themselves (``engine.overlays.BATCH_TOPIC``), and in a backtest
 from the same bars the engine replays (the frames given to :meth:`SignalStrategy.prepare`);
-every ``on_bar`` checks that the bar it decides on is the one stepped. Both modes give the
-same orders (tested on real bars).
+every ``on_bar`` checks that the bar it decides on is the one stepped. Both modes replay the
+same bars in the event loop (the window plus the model's warm-up); streaming mode feeds each
+symbol's earlier history to its stream in one kernel call when its first bar arrives
+(:meth:`~models.signal.SignalStream.warm`, the numbers of a bar-by-bar replay). Both modes
+give the same orders (tested on real bars).
 
 Paper trading saves the streaming state (:meth:`~models.signal.SignalStream.state`) after
 every live bar time and at stop to ``state_path``; a restarted session restores it, skips
@@ -145,19 +148,16 @@ def resolve_thresholds(model: SignalModel, entry: float | None, exit_: float | N
     return float(e), float(x)
 
 
-ALL_HISTORY = 10**9
-
 
 def warmup_bars(cfg: BacktestConfig) -> int:
-    """Bars the event loop must replay before the window (runner hook).
+    """Bars the event loop must replay before the window (runner hook): the model's warm-up.
 
-    Batch mode scores the whole history in :meth:`SignalStrategy.prepare`, so the loop
-    needs only the model's warm-up. Streaming mode must see every bar from the start of
-    the history to compute the same features (EMA-type indicators depend on where they
-    start), so it replays all of it.
+    Batch mode scores the whole history in :meth:`SignalStrategy.prepare`. Streaming mode
+    needs every bar from the start of the history too (EMA-type indicators depend on where
+    they start): the bars before the event loop's first one are fed to the stream in one
+    kernel call per symbol (:meth:`models.signal.SignalStream.warm`, the same numbers as
+    bar by bar) when that first bar arrives, so both modes replay the same bars.
     """
-    if cfg.strategy.mode == "streaming":
-        return ALL_HISTORY
     return _load(cfg.strategy.model, cfg.data.bar).warmup_bars
 
 
@@ -188,6 +188,8 @@ class SignalStrategy(SigtradeStrategy):
         self._step_ts = -1
         self._times: _BarTimes | None = None  # backtest: the bars of each close time
         self._live: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # live: published close times not yet stepped
+        self._history: dict[str, pd.DataFrame] = {}  # backtest: each symbol's bars, for the warm-up before the loop
+        self._cold = np.zeros(n, dtype=bool)  # backtest: not yet warmed from its history (stepped by no batch)
         self._resume: dict[str, int] = {}  # restored symbol -> close time of its last bar in the state
         self._resume_seen: set[str] = set()
         # news sentiment: read (and checked) here, never in on_bar
@@ -207,7 +209,10 @@ class SignalStrategy(SigtradeStrategy):
     def prepare(self, frames: dict[str, pd.DataFrame]) -> None:
         """Batch mode: every probability of every symbol, in one pass before the event loop."""
         if self.streaming:
-            self._times = _BarTimes({s: frames[s] for s in self._symbols if s in frames}, self._row)
+            mine = {s: frames[s] for s in self._symbols if s in frames}
+            self._times = _BarTimes(mine, self._row)
+            self._history = mine
+            self._cold[[self._row[s] for s in mine]] = True
             return
         probs = batch_probabilities(self.model, {s: frames[s] for s in self.cfg.symbols}, self.cfg.catalog)
         for s, series in probs.items():
@@ -217,7 +222,8 @@ class SignalStrategy(SigtradeStrategy):
     # -- probabilities -------------------------------------------------------------------
     def _prob(self, symbol: str, bar: Bar) -> float:
         if self._stream is not None:  # stepped in on_bar
-            return float(self._p_now[self._row[symbol]])
+            i = self._row[symbol]
+            return float(self._p_now[i]) if self._at[i] == bar.ts_event else math.nan
         ts, i = self._ts[symbol], self._ptr[symbol]
         while i < len(ts) and ts[i] < bar.ts_event:
             i += 1
@@ -236,6 +242,11 @@ class SignalStrategy(SigtradeStrategy):
     def _streamed(self, symbol: str, bar: Bar) -> None:
         ts = int(bar.ts_event)
         i = self._row[symbol]
+        if symbol in self._history:  # the symbol's first bar in the loop: its earlier history first
+            self._warm_from_history(symbol, ts)
+        if self._at[i] > ts:  # a bar older than the features (never from the data clients): no probability
+            self.log.warning(f"{symbol}: bar at {ts} comes after a later one was stepped; not decided on")
+            return
         if self._at[i] != ts and ts != self._step_ts:
             self._step_ts = ts
             got = self._times.at(ts) if self._times is not None else self._live.pop(ts, None)
@@ -253,16 +264,39 @@ class SignalStrategy(SigtradeStrategy):
                 f"{self._close_at[i]}: the bar-time source disagrees with the engine's bars"
             )
 
+    def _warm_from_history(self, symbol: str, ts: int) -> None:
+        assert self._stream is not None
+        frame = self._history.pop(symbol)
+        self._cold[self._row[symbol]] = False
+        before = frame.index.asi8 < ts
+        if not before.any():
+            return
+        part = frame.loc[before]
+        stamps = part.index.asi8
+        sentiment = None
+        news = self._news.get(symbol)
+        if news is not None:
+            sentiment = np.array([news.value(int(t)) for t in stamps.tolist()])
+        self._stream.warm(symbol, stamps, part[["open", "high", "low", "close", "volume"]].to_numpy(np.float64),
+                          sentiment)
+        i = self._row[symbol]
+        self._at[i] = int(stamps[-1])
+        self._close_at[i] = float(part["close"].iloc[-1])
+
     def _on_batch(self, batch: tuple[int, dict[str, tuple[float, float, float, float, float]]]) -> None:
         """Live: the bars of one close time, published before the bars themselves; stepped at the first of them."""
         ts, rows = int(batch[0]), batch[1]
         mine = [(self._row[s], v) for s, v in rows.items() if s in self._row]
-        if mine and ts > self._step_ts:
+        if mine:
             idx = np.array([r for r, _ in mine], dtype=np.int64)
             self._live[ts] = (idx, np.array([v for _, v in mine], dtype=np.float64))
 
     def _step(self, ts: int, rows: np.ndarray, bars: np.ndarray) -> None:
         assert self._stream is not None
+        fresh = self._at[rows] < ts  # a symbol already stepped at or after ts (a late or repeated batch) is not
+        fresh &= ~self._cold[rows]  # nor one whose history is fed when its first bar arrives
+        if not fresh.all():
+            rows, bars = rows[fresh], bars[fresh]
         if self._resume:
             rows, bars = self._resumed(ts, rows, bars)
         if rows.size:

@@ -306,3 +306,21 @@ class _Reorder:
 
     def step(self, ts: np.ndarray, bars: np.ndarray) -> np.ndarray:
         return self.stream.step(ts, bars, rows=self.rows)
+
+
+def test_warming_a_stream_from_history_equals_feeding_it_bar_by_bar(
+    models: dict[str, SignalModel], frames: dict[str, pd.DataFrame]
+) -> None:
+    """SignalStream.warm (one kernel call per feature set) leaves the very state update() leaves."""
+    model, f = models["ens"], frames["INTC"]
+    bars, stamps = f[OHLCV].to_numpy(), f.index.asi8
+    for cut in (3, 40, 90, 600):
+        by_bar, warmed = model.stream(["INTC"]), model.stream(["INTC"])
+        for i in range(cut):
+            by_bar.update("INTC", int(stamps[i]), *bars[i])
+        warmed.warm("INTC", stamps[:cut], bars[:cut])
+        assert warmed.state() == by_bar.state()
+        after = [(a.step(int(stamps[cut]), bars[cut : cut + 1])[0]) for a in (by_bar, warmed)]
+        np.testing.assert_array_equal(after[0], after[1])
+    with pytest.raises(ModelDataError, match="does not come after"):
+        warmed.warm("INTC", stamps[:5], bars[:5])
