@@ -370,9 +370,9 @@ class PolicyModel:
             raise ModelContractError(f"policy '{self.name}': no action is allowed (mask {list(allowed)})")
         return int(np.argmax(np.where(ok, z, -np.inf)))
 
-    def stream(self, symbols: Sequence[str], max_history: int = 5000) -> PolicyStream:
+    def stream(self, symbols: Sequence[str]) -> PolicyStream:
         """A bar-by-bar window keeper for *symbols* (see :class:`PolicyStream`)."""
-        return PolicyStream(self, symbols, max_history)
+        return PolicyStream(self, symbols)
 
 
 class PolicyStream:
@@ -383,9 +383,9 @@ class PolicyStream:
     window at that bar.
     """
 
-    def __init__(self, model: PolicyModel, symbols: Sequence[str], max_history: int = 5000) -> None:
+    def __init__(self, model: PolicyModel, symbols: Sequence[str]) -> None:
         self.model = model
-        self._features = {s: StreamingFeatures(model.feature_set, max_history) for s in symbols}
+        self._features = {s: StreamingFeatures(model.feature_set) for s in symbols}
         self._windows = {s: np.full((model.lookback, len(model.columns)), np.nan, np.float32) for s in symbols}
         self._n = dict.fromkeys(symbols, 0)
 

@@ -149,6 +149,10 @@ def resolve_thresholds(model: SignalModel, entry: float | None, exit_: float | N
 
 
 
+ALL_HISTORY = 10**9
+"""A warm-up that replays every bar of the history (the policy strategy's streaming mode asks for it)."""
+
+
 def warmup_bars(cfg: BacktestConfig) -> int:
     """Bars the event loop must replay before the window (runner hook): the model's warm-up.
 
