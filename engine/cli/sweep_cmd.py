@@ -238,7 +238,7 @@ def _verify(res: Any, metric: str, k: int, console: Console, out: Path | None, e
 
 def sweep(
     config: Path = typer.Argument(..., help="Backtest config (TOML) of a signal strategy."),
-    grid: list[str] = typer.Option([], "--grid", help="key=a:b:step (inclusive) or key=v1,v2,... (repeatable)."),
+    grid: list[str] = typer.Option([], "--grid", help="key=LOW:HIGH:STEP (inclusive) or key=v1,v2,... (repeatable)."),
     set_: list[str] = typer.Option([], "--set", help="Override a field of the base config (repeatable)."),
     metric: str = typer.Option("sharpe", "--metric", help="Rank by sharpe, total_return, calmar or sortino."),
     top: int = typer.Option(20, "--top", min=1, max=100_000, help="Rows of the ranked table."),
