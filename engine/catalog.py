@@ -98,6 +98,22 @@ def make_instrument(symbol: str, fractional: bool = False) -> Instrument:
     )
 
 
+def price_values(values: np.ndarray, precision: int = PRICE_PRECISION) -> np.ndarray:
+    """``Price(x, precision).as_double()`` for every *x*, in numpy (no NautilusTrader objects).
+
+    NautilusTrader rounds ``x * 10**precision`` half away from zero and stores the integer
+    on its fixed-point scale (1e16); reading it back divides by that scale. The same
+    operations here give the same float64 values bit for bit (tests/engine/test_fastpath_prices.py
+    checks millions of real bar and quote prices against the wrangler's).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    v = x * float(10**precision)
+    r = np.trunc(v)
+    r = np.where(np.abs(v - r) >= 0.5, r + np.sign(v), r)
+    out: np.ndarray = (r * float(10 ** (16 - precision))) / 1e16
+    return out
+
+
 def frame_to_bars(frame: pd.DataFrame, symbol: str, bar: str, instrument: Instrument) -> list[Any]:
     """Convert a bar frame to NautilusTrader ``Bar`` objects priced for *instrument*."""
     wrangler = BarDataWrangler(bar_type(symbol, bar), instrument)

@@ -213,6 +213,27 @@ class MetricsConfig(_Section):
     """Annual risk-free rate for Sharpe and Sortino (0.04 = 4 %), from -0.5 to 1."""
 
 
+class DiagnosisConfig(_Section):
+    """What ``sigtrade backtest --out`` adds to explain a result (engine/diagnosis, ``diagnosis.json``)."""
+
+    enabled: bool = True
+    """Compute the Diagnosis (report.html section and diagnosis.json) with every --out."""
+    max_cost_bps: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 50.0
+    """Highest cost level of the break-even curve, commission + slippage in bps per side."""
+    cost_levels: Annotated[int, msgspec.Meta(ge=2, le=201)] = 26
+    """Evenly spaced cost levels from 0 to max_cost_bps (26: every 2 bps up to 50)."""
+    confirm_break_even: bool = False
+    """Re-run the event engine at the break-even cost found on the fast path (one more backtest)."""
+    random_draws: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 2000
+    """Random equal-weight buy-and-holds of max_positions names (control (c)); 0 = off."""
+    seed: Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)] = 0
+    """Seed of the random subsets (numpy default_rng), recorded in diagnosis.json."""
+    rolling_months: Annotated[int, msgspec.Meta(ge=1, le=60)] = 6
+    """Window of the rolling Sharpe ratio, in months (21 sessions each)."""
+    reentry_bars: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
+    """A re-entry is an entry within this many of the symbol's bars after its last exit; None = the label horizon, else one session."""
+
+
 class PaperConfig(_Section):
     """Paper (and live) trading on Alpaca with ``sigtrade paper``: warm-up, pre-trade limits, shutdown.
 
@@ -242,7 +263,7 @@ class PaperConfig(_Section):
 
 
 class BacktestConfig(_Section):
-    """A whole backtest: data, portfolio, costs, execution, strategy, risk, regime, benchmark, metrics, paper."""
+    """A whole backtest: data, portfolio, costs, execution, strategy, risk, regime, benchmark, metrics, paper, diagnosis."""
 
     data: DataConfig = msgspec.field(default_factory=DataConfig)
     portfolio: PortfolioConfig = msgspec.field(default_factory=PortfolioConfig)
@@ -254,6 +275,7 @@ class BacktestConfig(_Section):
     benchmark: BenchmarkConfig = msgspec.field(default_factory=BenchmarkConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
     paper: PaperConfig = msgspec.field(default_factory=PaperConfig)
+    diagnosis: DiagnosisConfig = msgspec.field(default_factory=DiagnosisConfig)
 
     def __post_init__(self) -> None:
         """Check rules that span fields."""

@@ -1,4 +1,4 @@
-"""Write a backtest's outputs: metrics.json, Parquet tables and a self-contained report.html.
+"""Write a backtest's outputs: metrics.json, config.json, Parquet tables, report.html and diagnosis.json.
 
 ``write_outputs(result, out_dir)`` writes into a temporary folder beside *out_dir* and
 then moves each file into place, so a reader never sees a half-written file.
@@ -6,9 +6,11 @@ then moves each file into place, so a reader never sees a half-written file.
 ``report.html`` opens from disk in any browser with no server and no network: plotly.js
 is inlined once and every figure is drawn from inline JSON. Element ids are stable
 (``metrics-table``, ``equity-plot``, ``drawdown-plot``, ``monthly-heatmap``,
-``trades-table``); the page frame, stylesheet and scripts are the house style of
+``trades-table``, and ``diag-*`` for the Diagnosis section drawn by :mod:`engine.diagnosis.html`
+when the result carries one); the page frame, stylesheet and scripts are the house style of
 :mod:`engine.html_page` (``#js-errors`` records script errors, ``#render-ok`` appears once
-every plot has drawn, so a headless browser can check the page).
+every plot has drawn, so a headless browser can check the page). ``config.json`` is the
+run's effective config (what ``sigtrade diagnose --confirm`` re-runs).
 """
 
 from __future__ import annotations
@@ -57,8 +59,10 @@ log = logging.getLogger(__name__)
 MAX_TRADE_ROWS = 2_000
 """Trades listed in the HTML table; the full list is in trades.parquet."""
 
-OUTPUT_FILES = ("metrics.json", "equity.parquet", "fills.parquet", "trades.parquet", "report.html")
-"""Every file ``write_outputs`` writes."""
+OUTPUT_FILES = ("metrics.json", "config.json", "equity.parquet", "fills.parquet", "trades.parquet", "report.html")
+"""Every file ``write_outputs`` writes (plus :data:`DIAGNOSIS_FILE` when the result carries a diagnosis)."""
+DIAGNOSIS_FILE = "diagnosis.json"
+"""The diagnosis' figures (``engine.diagnosis``); removed from a folder rewritten without one."""
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -119,12 +123,21 @@ def write_outputs(result: BacktestResult, out_dir: str | Path) -> dict[str, Path
         equity_frame(result).to_parquet(tmp / "equity.parquet")
         _table(result.strategy.fills, FILL_COLUMNS).to_parquet(tmp / "fills.parquet", index=False)
         _table(result.strategy.trades, TRADE_COLUMNS).to_parquet(tmp / "trades.parquet", index=False)
+        (tmp / "config.json").write_text(
+            json.dumps(json_safe(result.config), indent=2, allow_nan=False) + "\n", encoding="utf-8"
+        )
         (tmp / "report.html").write_text(render_html(result, metrics), encoding="utf-8")
+        names = list(OUTPUT_FILES)
+        if result.diagnosis is not None:
+            (tmp / DIAGNOSIS_FILE).write_text(result.diagnosis.to_json(), encoding="utf-8")
+            names.append(DIAGNOSIS_FILE)
         out.mkdir(parents=True, exist_ok=True)
         paths: dict[str, Path] = {}
-        for name in OUTPUT_FILES:
+        for name in names:
             os.replace(tmp / name, out / name)
             paths[name] = out / name
+        if result.diagnosis is None:
+            (out / DIAGNOSIS_FILE).unlink(missing_ok=True)  # never leave an earlier run's diagnosis beside this one
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
@@ -305,6 +318,13 @@ def render_html(result: BacktestResult, metrics: Mapping[str, Any] | None = None
         "drawdown-plot": _drawdown_figure(frame, bench),
         "monthly-heatmap": _heatmap_figure(monthly_returns(strat.equity, strat.capital)),
     }
+    diagnosis_html, extra_css = "", ""
+    if result.diagnosis is not None:
+        from engine.diagnosis import html as diagnosis_html_mod
+
+        diagnosis_html, diag_figures = diagnosis_html_mod.section(result.diagnosis, strat.equity, bench)
+        figures.update(diag_figures)
+        extra_css = diagnosis_html_mod.CSS
     kind = (result.config.get("strategy") or {}).get("kind", "strategy")
     title = f"sigtrade backtest — {kind} vs buy & hold {bench}"
     n_fills = len(strat.fills)
@@ -317,7 +337,8 @@ turnover is traded notional (both sides) / mean equity per year.</p></section>
 <h2>Equity</h2><section class="card"><div id="equity-plot" class="plot"></div></section>
 <h2>Drawdown</h2><section class="card"><div id="drawdown-plot" class="plot"></div></section>
 <h2>Monthly returns</h2><section class="card"><div id="monthly-heatmap" class="plot"></div></section>
+{diagnosis_html}
 <h2>Trades</h2><section class="card">
 <p class="note" id="fills-count">{n_fills:,} fills (every fill is in fills.parquet).</p>
 <div class="scroll">{_trades_table(strat.trades)}</div></section>"""
-    return page(title, body, figures, banner=synthetic_banner(result.synthetic))
+    return page(title, body, figures, banner=synthetic_banner(result.synthetic), css=extra_css)

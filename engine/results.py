@@ -34,6 +34,18 @@ class RunResult:
     fills: pd.DataFrame
     trades: pd.DataFrame
     capital: float
+    signal: dict[str, Any] | None = None
+    """What a signal strategy's ``diagnosis_inputs()`` gave (its batch probabilities, card label), or None."""
+
+
+@dataclass
+class RunInputs:
+    """The bars a run was computed from, kept in memory for its diagnosis (never written)."""
+
+    window: dict[str, pd.DataFrame]
+    full: dict[str, pd.DataFrame]
+    history: dict[str, pd.DataFrame]
+    bench_history: pd.DataFrame | None = None
 
 
 @dataclass
@@ -48,3 +60,7 @@ class BacktestResult:
     symbols: list[str] = field(default_factory=list)
     benchmark_symbol: str = "SPY"
     timings: dict[str, float] = field(default_factory=dict)
+    inputs: RunInputs | None = None
+    """The run's bars (set by ``engine.runner.run_backtest``; None for a result built elsewhere)."""
+    diagnosis: Any = None
+    """The run's :class:`engine.diagnosis.Diagnosis` once computed (report.html and diagnosis.json show it)."""

@@ -50,7 +50,7 @@ from engine.overlays import (
     trades_with_reasons,
 )
 from engine.regime import enabled as regime_enabled
-from engine.results import FILL_COLUMNS, BacktestResult, RunResult
+from engine.results import FILL_COLUMNS, BacktestResult, RunInputs, RunResult
 from engine.sessions import session_of
 from engine.strategy_registry import STRATEGIES, strategy_params, warmup_bars
 
@@ -351,6 +351,8 @@ def simulate(
             series = overlay_series(cfg, full, history, horizon, bench_history, trade_from)
             strategy.attach_series(series)  # type: ignore[attr-defined]
         progress("model", 1.0)
+        signal_hook = getattr(strategy, "diagnosis_inputs", None)
+        signal = signal_hook() if callable(signal_hook) else None
         strategy.decision_sink = decision_sink  # type: ignore[attr-defined]
         if strategy_hook is not None:
             strategy_hook(strategy)
@@ -363,6 +365,7 @@ def simulate(
     index = timeline(window)
     run = build_run(fills, window, index, cfg.portfolio.capital)
     run.trades = trades_with_reasons(run.trades, run.fills)
+    run.signal = signal
     return run
 
 
@@ -430,4 +433,5 @@ def run_backtest(cfg: BacktestConfig, progress: Progress | None = None) -> Backt
         symbols=symbols,
         benchmark_symbol=bench,
         timings=timings,
+        inputs=RunInputs(window=window, full=full, history=history, bench_history=b_history[bench]),
     )

@@ -51,6 +51,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -141,6 +142,53 @@ def sweep_inputs(cfg: BacktestConfig, history: dict[str, pd.DataFrame]) -> tuple
     return batch_probabilities(model, dict(history), cfg.data.catalog), label_horizon(model), model.threshold
 
 
+def label_info(model: SignalModel) -> dict[str, Any]:
+    """The card label the probabilities refer to, as plain data (the diagnosis rebuilds it on the window).
+
+    For an ensemble: the member with the longest horizon; ``members_agree`` says whether
+    every member's card has the same label definition.
+    """
+    labels = [m.card.label for m in model.models if m.card.label is not None]
+    if not labels:
+        return {"kind": None, "horizon": None, "params": {}, "members_agree": True}
+    main = max(labels, key=lambda lab: int(lab.horizon))
+    agree = all(lab.kind == main.kind and lab.horizon == main.horizon and lab.params == main.params for lab in labels)
+    return {"kind": main.kind, "horizon": int(main.horizon), "params": dict(main.params), "members_agree": agree}
+
+
+def _card_metrics(model: SignalModel) -> dict[str, Any]:
+    if model.ensemble is not None or len(model.models) != 1:
+        return {}
+    return {
+        split: {k: v for k, v in values.items() if not isinstance(v, list)}
+        for split, values in model.models[0].card.metrics.items()
+    }
+
+
+def signal_description(model: SignalModel, probabilities: dict[str, pd.Series] | None) -> dict[str, Any]:
+    """What the backtest diagnosis reads about a model (engine.diagnosis.SignalInputs takes this dict)."""
+    return {
+        "model": model.name,
+        "kind": model.kind,
+        "probabilities": probabilities,
+        "label": label_info(model),
+        "card_threshold": float(model.threshold),
+        "card_metrics": _card_metrics(model),
+    }
+
+
+def diagnosis_inputs(cfg: BacktestConfig, history: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """The model's batch probabilities and card facts for the diagnosis (plug-in ``strategies.signal:diagnosis_inputs``).
+
+    The probabilities are those of :func:`sweep_inputs` (the batch pass the event strategy
+    and the sweep kernel read); used when a run's own strategy did not keep them
+    (streaming mode, a sweep's configurations).
+    """
+    model = _load(cfg.strategy.model, cfg.data.bar)
+    model.check_symbols(list(history))
+    return signal_description(model, batch_probabilities(model, dict(history), cfg.data.catalog))
+
+
 def resolve_thresholds(model: SignalModel, entry: float | None, exit_: float | None) -> tuple[float, float]:
     """Entry and exit thresholds: the configured ones, else the card's and min(0.5, entry)."""
     e = entry if entry is not None else model.threshold
@@ -182,6 +230,7 @@ class SignalStrategy(SigtradeStrategy):
         self._ts: dict[str, np.ndarray] = {}
         self._p: dict[str, np.ndarray] = {}
         self._ptr: dict[str, int] = dict.fromkeys(config.symbols, 0)
+        self._batch: dict[str, pd.Series] | None = None
         self._stream = self.model.stream(config.symbols) if self.streaming else None
         self._symbols = list(dict.fromkeys(config.symbols))  # the stream's rows
         n = len(self._symbols)
@@ -206,6 +255,10 @@ class SignalStrategy(SigtradeStrategy):
                 for s in config.symbols
             }
 
+    def diagnosis_inputs(self) -> dict[str, Any]:
+        """The model facts and batch probabilities of this run (None in streaming mode), for the diagnosis."""
+        return signal_description(self.model, self._batch)
+
     def card_horizon(self) -> int | None:
         """The model card's label horizon: the cost filter's default horizon."""
         return label_horizon(self.model)
@@ -219,6 +272,7 @@ class SignalStrategy(SigtradeStrategy):
             self._cold[[self._row[s] for s in mine]] = True
             return
         probs = batch_probabilities(self.model, {s: frames[s] for s in self.cfg.symbols}, self.cfg.catalog)
+        self._batch = probs
         for s, series in probs.items():
             self._ts[s] = series.index.asi8
             self._p[s] = series.to_numpy(dtype=np.float64)

@@ -51,6 +51,7 @@ def debug_enabled() -> bool:
 def _register_all() -> None:
     from engine.cli import (
         backtest_cmd,
+        diagnose_cmd,
         ingest_cmd,
         models_cmd,
         paper_cmd,
@@ -62,8 +63,8 @@ def _register_all() -> None:
         tune_cmd,
     )
 
-    for module in (ingest_cmd, sample_cmd, backtest_cmd, sweep_cmd, models_cmd, research_cmd, tune_cmd, sentiment_cmd,
-                   paper_cmd, rl_cmd):
+    for module in (ingest_cmd, sample_cmd, backtest_cmd, diagnose_cmd, sweep_cmd, models_cmd, research_cmd, tune_cmd,
+                   sentiment_cmd, paper_cmd, rl_cmd):
         module.register(app)
 
 

@@ -1,4 +1,9 @@
-"""CLI: ``sigtrade backtest CONFIG [--set key=value]... [--out DIR] [--json]``."""
+"""CLI: ``sigtrade backtest CONFIG [--set key=value]... [--out DIR] [--json]``.
+
+With ``--out`` each run is also diagnosed (``[diagnosis]``, :mod:`engine.diagnosis`): the
+report gets a Diagnosis section and the folder a ``diagnosis.json`` that ``sigtrade
+diagnose DIR`` prints.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ from rich.table import Table
 
 from engine.cli.cluster_opts import CLUSTER_HELP, task_executor
 
-_PHASES = {"load": "loading bars", "prepare": "building the event stream", "model": "scoring the model", "simulate": "event loop", "metrics": "metrics"}
+_PHASES = {"load": "loading bars", "prepare": "building the event stream", "model": "scoring the model", "simulate": "event loop",
+           "metrics": "metrics", "diagnosis": "diagnosis (fast path: cost curve, controls)"}
 
 
 def _fmt(key: str, value: Any) -> str:
@@ -55,7 +61,7 @@ def summary_table(metrics: dict[str, Any], title: str, benchmark_symbol: str) ->
 def backtest(
     configs: list[Path] = typer.Argument(..., help="Backtest config(s) (TOML), e.g. config/demo.toml; several = a batch."),
     set_: list[str] = typer.Option([], "--set", help="Override a field: --set costs.slippage_bps=0 (repeatable)."),
-    out: Path | None = typer.Option(None, "--out", help="Write metrics.json, curves, fills, trades and report.html here (a batch: one folder per run + summary.csv/.json)."),
+    out: Path | None = typer.Option(None, "--out", help="Write metrics.json, config.json, curves, fills, trades, report.html and diagnosis.json here (a batch: one folder per run + summary.csv/.json)."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object on stdout (a batch: a list)."),
     replay_dir: Path | None = typer.Option(None, "--replay", help="Replay a recorded paper session's bars (sigtrade paper --record DIR) and compare decisions."),
     grid: list[str] = typer.Option([], "--grid", help="A batch: key=v1,v2,... or a range key=0.1:0.5:0.1 (inclusive) over any config key, one backtest per combination (repeatable)."),
@@ -99,6 +105,14 @@ def backtest(
             bar.update(task, description=_PHASES.get(phase, phase), completed=frac)
 
         result = run_backtest(cfg, progress=progress)
+        if out is not None and cfg.diagnosis.enabled:
+            from engine.cli.diagnose_cmd import signal_loader
+            from engine.diagnosis import diagnose
+
+            progress("diagnosis", 0.0)
+            result.diagnosis = diagnose(result, cfg, signal_loader=signal_loader())
+            result.timings["diagnosis"] = result.diagnosis.data["timings"]["total"]
+            progress("diagnosis", 1.0)
     if out is not None:
         write_outputs(result, out)
     if as_json:
@@ -110,8 +124,11 @@ def backtest(
     stdout.print(summary_table(result.metrics, title, result.benchmark_symbol))
     if result.synthetic:
         stdout.print("[bold yellow]These results come from the synthetic sample catalog, not from market data.[/]")
+    if result.diagnosis is not None:
+        stdout.print(f"[bold]diagnosis:[/] {result.diagnosis.data['verdict']['text']}", highlight=False, soft_wrap=True)
     if out is not None:
-        stdout.print(f"report: {out / 'report.html'}")
+        stdout.print(f"report: {out / 'report.html'}" + (f" (diagnosis: sigtrade diagnose {out})" if result.diagnosis is not None else ""),
+                     highlight=False)
 
 
 def _batch(configs: list[Path], sets: list[str], grid: list[str], out: Path | None, as_json: bool, cluster: str | None) -> None:
@@ -128,7 +145,8 @@ def _batch(configs: list[Path], sets: list[str], grid: list[str], out: Path | No
         check_output_dir(out, "--out", protected=sorted({r.cfg.data.catalog for r in runs if r.cfg is not None}))
     console = Console(stderr=True, emoji=False)
     with task_executor(cluster, console, local=True) as executor:
-        results = executor.map(tasks.backtest, [r.cfg for r in runs], label="backtests", isolate=True)
+        task = tasks.diagnosed_backtest if out is not None else tasks.backtest  # every run written with --out is diagnosed
+        results = executor.map(task, [r.cfg for r in runs], label="backtests", isolate=True)
     if out is not None:
         write_batch(out, runs, results)
     if as_json:

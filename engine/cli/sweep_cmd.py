@@ -5,8 +5,8 @@ against the event engine), prints a ranked table with trades, turnover and costs
 row and, under it, the overfitting statistics of choosing the best: the number of
 configurations tried, the Deflated Sharpe Ratio of the best, the PBO by CSCV and,
 with ``--walk-forward``, the stitched out-of-sample result of choosing on each training
-window. ``--out DIR`` writes ``results.parquet``, ``results.csv``, ``overfitting.json``
-and ``report.html`` (:mod:`engine.sweep_report`: the ranked table with the benchmark's
+window. ``--out DIR`` writes ``results.parquet``, ``results.csv``, ``overfitting.json``,
+``config.json`` (the base config, for ``sigtrade diagnose DIR``) and ``report.html`` (:mod:`engine.sweep_report`: the ranked table with the benchmark's
 buy-and-hold, the overfitting statistics, the walk-forward, heat maps of every pair of
 swept axes and the verify-top comparison, self-contained; ``heatmaps.html`` forwards to
 its heat maps); ``--verify-top K`` re-runs the K best in the event engine and shows both
@@ -114,9 +114,14 @@ def _stats_lines(res: Any, report: Any, metric: str) -> list[str]:
 
 
 def _write(res: Any, report: Any, metric: str, out: Path) -> None:
-    """results.parquet, results.csv and overfitting.json, each renamed into place once complete."""
+    """results.parquet, results.csv, overfitting.json and config.json, each renamed into place once complete.
+
+    config.json is the base config as the sweep read it (file + ``--set``): ``sigtrade diagnose DIR``
+    rebuilds the best configurations from it.
+    """
     import tempfile
 
+    from engine.metrics import json_safe
     from engine.sweep_report import overfitting_summary
 
     out.mkdir(parents=True, exist_ok=True)
@@ -126,7 +131,10 @@ def _write(res: Any, report: Any, metric: str, out: Path) -> None:
         res.results.to_csv(tmp / "results.csv")
         summary = overfitting_summary(res, report, metric)
         (tmp / "overfitting.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        for name in ("results.parquet", "results.csv", "overfitting.json"):
+        (tmp / "config.json").write_text(
+            json.dumps(json_safe({"source": res.source, "config": res.raw}), indent=2) + "\n", encoding="utf-8"
+        )
+        for name in ("results.parquet", "results.csv", "overfitting.json", "config.json"):
             os.replace(tmp / name, out / name)
     finally:
         import shutil
@@ -201,7 +209,8 @@ def _verify(res: Any, metric: str, k: int, console: Console, out: Path | None, e
 
         results = executor.map(tasks.backtest, cfgs, label="verify-top re-runs", isolate=True, announced=True)
 
-    cols = ["ts", "symbol", "side", "qty", "price", "commission", "exit_reason"]
+    from engine.sim.fastpath import fills_identical
+
     table = Table(title=f"top {k} by {metric} re-run in the event engine", title_justify="left")
     for c in ("#", "config", "simulator", "Sharpe", "return", "max DD", "trades", "fills", "final equity", "identical"):
         table.add_column(c, justify="right")
@@ -211,8 +220,8 @@ def _verify(res: Any, metric: str, k: int, console: Console, out: Path | None, e
         km = res.fast.metrics(stats[None, :]).iloc[0]
         event = result.strategy
         em = compute_metrics(event, risk_free_rate=cfg.metrics.risk_free_rate)
-        a, b = kernel.fills[cols].reset_index(drop=True), event.fills[cols].reset_index(drop=True)
-        same = len(a) == len(b) and bool((a == b).all().all()) and bool((kernel_eq.to_numpy() == event.equity.to_numpy()).all())
+        same = fills_identical(kernel.fills, event.fills) and bool((kernel_eq.to_numpy() == event.equity.to_numpy()).all())
+        a, b = kernel.fills, event.fills
         link = None
         if out is not None:
             write_outputs(result, out / "verify" / str(cid))

@@ -16,9 +16,10 @@ is fixed per universe. Inputs that depend on a swept value are computed once per
 distinct value and indexed by the configuration: quotes per ``slippage_bps``, ATR% per
 ``atr_period``, typical moves per (horizon, window), regime series per ``[regime]``.
 
-The arrays are exactly what the event engine sees: bar prices and execution quotes go
-through NautilusTrader's own ``Bar`` / ``QuoteTick`` construction (so prices are the
-engine's ``Price`` values), the probabilities are the strategy's batch probabilities,
+The arrays are exactly what the event engine sees: bar prices go through
+NautilusTrader's own ``Bar`` construction and execution quotes through ``Price``'s
+rounding replayed in numpy (:func:`engine.catalog.price_values`, bit-identical to
+``QuoteTick`` construction), so prices are the engine's ``Price`` values; the probabilities are the strategy's batch probabilities,
 and the overlay inputs come from :mod:`engine.overlays` / :mod:`engine.regime` like the
 event strategy's. Symbols keep the runner's order; the time grid is the union of the
 event frames' bar closes (as-of alignment for the regime series, see
@@ -74,17 +75,21 @@ class _Bank:
 
     keys: dict[Any, int] = field(default_factory=dict)
     arrays: list[np.ndarray] = field(default_factory=list)
+    _stack: np.ndarray | None = None
 
     def index(self, key: Any, make: Any) -> int:
         if key not in self.keys:
             self.keys[key] = len(self.arrays)
             self.arrays.append(make())
+            self._stack = None
         return self.keys[key]
 
     def stacked(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         if not self.arrays:
             return np.zeros((1, *shape), dtype=dtype)
-        return np.ascontiguousarray(np.stack(self.arrays))
+        if self._stack is None or len(self._stack) != len(self.arrays):
+            self._stack = np.ascontiguousarray(np.stack(self.arrays))  # once per new setting, not per run
+        return self._stack
 
 
 def bar_prices(frame: pd.DataFrame, symbol: str, bar: str, fractional: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -172,6 +177,7 @@ class FastPath:
         self.years = (idx[-1].value - idx[0].value) / _DAY_NS / 365.25 if len(idx) >= 2 else 0.0
 
         self.rows: list[np.ndarray] = []  # step index of each full bar, per symbol
+        self.price_precision: list[int] = []  # each instrument's price decimals
         self.state = np.zeros((T, S), dtype=np.int8)
         self.close = np.full((T, S), np.nan)
         self.high = np.full((T, S), np.nan)
@@ -186,6 +192,7 @@ class FastPath:
             k = np.searchsorted(ts, frame.index.asi8)
             self.rows.append(k)
             self.close[k, j], self.high[k, j], self.low[k, j] = bar_prices(frame, s, cfg.data.bar, cfg.portfolio.fractional)
+            self.price_precision.append(int(cat.make_instrument(s, cfg.portfolio.fractional).price_precision))
             t = frame.index.asi8
             last = self.last_decision[s]
             st = np.full(len(t), K.ST_DECIDE, dtype=np.int8)
@@ -252,16 +259,48 @@ class FastPath:
         return out
 
     def _quotes(self, slippage_bps: float) -> np.ndarray:
-        """bid and ask (2, T, S) as NautilusTrader prices for one slippage."""
-        cfg = self.cfg
+        """bid and ask (2, T, S) as NautilusTrader prices for one slippage.
+
+        ``engine.fills.execution_quotes`` prices a quote at ``ref x (1 -/+ slippage)``; the
+        reference prices do not depend on the slippage and are kept in ``self.ref``, so each
+        level is two multiplications and the ``Price`` rounding of ``QuoteTick``
+        construction (:func:`engine.catalog.price_values`, bit-identical to the wrangler's),
+        in numpy: a sweep or a cost curve over many levels builds no NautilusTrader objects.
+        """
+        sl = slippage_bps / 10_000.0
         out = np.full((2, len(self.ts), len(self.symbols)), np.nan)
-        for j, s in enumerate(self.symbols):
-            q, bid, ask = quote_prices(self.full[s], s, cfg.data.bar, cfg.portfolio.fractional, cfg.execution.fill, slippage_bps)
-            if not len(q):
-                continue
-            qk = np.searchsorted(self.ts, q["decision_ts"].to_numpy(dtype=np.int64))
-            out[0, qk, j] = bid
-            out[1, qk, j] = ask
+        if len(set(self.price_precision)) == 1:  # one rounding for the whole grid
+            out[0] = cat.price_values(self.ref * (1.0 - sl), self.price_precision[0])
+            out[1] = cat.price_values(self.ref * (1.0 + sl), self.price_precision[0])
+            return out
+        for j, precision in enumerate(self.price_precision):
+            ref = self.ref[:, j]
+            out[0, :, j] = cat.price_values(ref * (1.0 - sl), precision)
+            out[1, :, j] = cat.price_values(ref * (1.0 + sl), precision)
+        return out
+
+    def quotes(self, slippage_bps: float, *, keep: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Execution bid and ask ``(T, S)`` at one slippage (NaN where a symbol has no quote).
+
+        ``keep=False`` computes a level that is not banked yet without banking it.
+        """
+        slip = float(slippage_bps)
+        if not keep and slip not in self._slip.keys:
+            arr = self._quotes(slip)
+        else:
+            arr = self._slip.arrays[self._slip.index(slip, lambda: self._quotes(slip))]
+        return np.ascontiguousarray(arr[0]), np.ascontiguousarray(arr[1])
+
+    def bar_layout(self) -> dict[str, np.ndarray]:
+        """The per-bar arrays in the kernel's CSR layout (time-major; ``act_ptr``/``act_sym`` index them).
+
+        Keys: ``state``, ``close``, ``high``, ``low``, ``mark``, ``prob`` (one value per
+        symbol bar), and ``act_ptr``, ``act_sym`` (the symbols with a bar at each time).
+        """
+        names = ("state", "close", "high", "low", "mark", "prob")
+        out = dict(zip(names, self._per_bar, strict=True))
+        out["act_ptr"] = self.act_ptr
+        out["act_sym"] = self.act_sym
         return out
 
     def _atr_of(self, period: int) -> np.ndarray:
@@ -373,6 +412,21 @@ class FastPath:
         check_clash(stats)
         return stats, eq
 
+    def run_batch(self, cfgs: Sequence[BacktestConfig]) -> np.ndarray:
+        """Simulate one-off configurations (a cost curve) without growing the shared banks.
+
+        Their execution quotes live only for this call, so a batch of new slippage levels
+        neither stays in memory nor makes every later run re-stack it.
+        """
+        kept = self._slip
+        self._slip = _Bank()
+        try:
+            fp, ip = self.params(cfgs)
+            stats, _ = self.run(fp, ip)
+        finally:
+            self._slip = kept
+        return stats
+
     def metrics(self, stats: np.ndarray) -> pd.DataFrame:
         """Figures of engine/metrics.py from the kernel's statistics, one row per configuration."""
         P = self.periods_per_year
@@ -421,16 +475,24 @@ class FastPath:
         the same code as the event engine's), the kernel's own equity path, and its raw
         statistics row.
         """
+        fills, equity, stats = self.trace_fills(cfg)
+        run = build_run(fills, self.window, self.window_index, self.capital)
+        run.trades = trades_with_reasons(run.trades, run.fills)
+        return run, equity, stats
+
+    def trace_fills(self, cfg: BacktestConfig) -> tuple[pd.DataFrame, pd.Series, np.ndarray]:
+        """One configuration's fills table, the kernel's equity path and its statistics row.
+
+        :meth:`trace` without the round trips (``engine.ledger.round_trips`` is a Python
+        loop over the fills): what a comparison of fills and equity needs.
+        """
         self.check_fixed(cfg)
         fp, ip = self.params([cfg])
         n_win = int(self.in_window.sum())
         max_fills = int((self.state != K.ST_NONE).sum()) + 1
         stats, rec, reasons, equity = K.trace_nb(fp[0], ip[0], *self._args(), max_fills, n_win)
         check_clash(stats[None, :])
-        fills = self.fills_frame(rec, reasons)
-        run = build_run(fills, self.window, self.window_index, self.capital)
-        run.trades = trades_with_reasons(run.trades, run.fills)
-        return run, pd.Series(equity, index=self.window_index, name="equity"), stats
+        return self.fills_frame(rec, reasons), pd.Series(equity, index=self.window_index, name="equity"), stats
 
     def fills_frame(self, rec: np.ndarray, reasons: np.ndarray) -> pd.DataFrame:
         """The kernel's recorded fills as the runner's fills table (``exit_reason`` included)."""
@@ -456,6 +518,21 @@ class FastPath:
         df["notional"] = df["qty"] * df["price"]
         df["slippage"] = df["qty"] * np.abs(df["price"] - df["ref_price"])
         return df.sort_values(["ts", "symbol"], kind="stable")[[*FILL_COLUMNS, "exit_reason"]].reset_index(drop=True)
+
+
+COMPARED_FILL_COLUMNS = ("ts", "symbol", "side", "qty", "price", "commission", "exit_reason")
+"""The fill columns two simulators must agree on exactly (parity)."""
+
+
+def fills_identical(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two fills tables agree exactly on :data:`COMPARED_FILL_COLUMNS`, row for row."""
+    cols = list(COMPARED_FILL_COLUMNS)
+    if len(a) != len(b):
+        return False
+    if not len(a):
+        return True
+    x, y = a[cols].reset_index(drop=True), b[cols].reset_index(drop=True)
+    return bool((x == y).all().all())
 
 
 def check_clash(stats: np.ndarray) -> None:

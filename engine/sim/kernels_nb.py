@@ -164,6 +164,138 @@ def fill_nb(
     return q, nt_round(fee, 100.0, 1e14)
 
 
+@njit(cache=True, inline="always")
+def enqueue_nb(
+    s: int, due_ts: int, flow: float, dq: float, lq: np.ndarray, nq: int, lq_ts: np.ndarray, lq_flow: np.ndarray,
+    lq_dq: np.ndarray, due: int,
+) -> tuple[int, int, int]:
+    """Queue a fill for the ledger (it counts from *due_ts*); returns the queue length, next due time, clashes."""
+    clash = 0
+    for i in range(nq):
+        if lq[i] == s:
+            clash += 1
+    lq[nq] = s
+    nq += 1
+    lq_ts[s] = due_ts
+    lq_flow[s] = flow
+    lq_dq[s] = dq
+    if due_ts < due:
+        due = due_ts
+    return nq, due, clash
+
+
+@njit(cache=True, inline="always")
+def record_fill_nb(
+    rec_fills: np.ndarray, rec_reason: np.ndarray, n: int, k: int, s: int, sgn: float, q: float, px: float,
+    comm: float, reason: int,
+) -> None:
+    """Row *n* of the recorded fills: step, symbol, side, quantity, price, commission; and its exit reason."""
+    rec_fills[n, 0] = k
+    rec_fills[n, 1] = s
+    rec_fills[n, 2] = sgn
+    rec_fills[n, 3] = q
+    rec_fills[n, 4] = px
+    rec_fills[n, 5] = comm
+    rec_reason[n] = reason
+
+
+# the equity curve's running figures (mark_nb / curve_stats_nb), one float array per configuration
+C_PREV, C_PEAK, C_MDD, C_NRET, C_MEAN, C_M2, C_DOWN2, C_SUM, C_NEQ = range(9)
+N_CURVE = 9
+
+
+@njit(cache=True, inline="always")
+def settle_nb(
+    t: int, lq: np.ndarray, nq: int, lq_ts: np.ndarray, lq_flow: np.ndarray, lq_dq: np.ndarray, rank_of: np.ndarray,
+    lpos: np.ndarray, lh: np.ndarray, nlh: int, cum: float,
+) -> tuple[int, int, float, int]:
+    """The ledger: book the queued fills whose economic time is at or before *t*, in (time, symbol name) order.
+
+    Returns the new queue length, held count, running cash flow and the next due time.
+    """
+    while True:
+        bi = -1
+        for i in range(nq):
+            s = lq[i]
+            if lq_ts[s] <= t:
+                if bi < 0:
+                    bi = i
+                else:
+                    b = lq[bi]
+                    if lq_ts[s] < lq_ts[b] or (lq_ts[s] == lq_ts[b] and rank_of[s] < rank_of[b]):
+                        bi = i
+        if bi < 0:
+            break
+        s = lq[bi]
+        cum += lq_flow[s]
+        before = lpos[s]
+        lpos[s] = before + lq_dq[s]
+        if before == 0.0 and lpos[s] != 0.0:
+            nlh = _insert(lh, nlh, s, rank_of)
+        elif lpos[s] == 0.0 and before != 0.0:
+            nlh = _remove(lh, nlh, s)
+        nq -= 1
+        lq[bi] = lq[nq]
+    due = np.iinfo(np.int64).max
+    for i in range(nq):
+        if lq_ts[lq[i]] < due:
+            due = lq_ts[lq[i]]
+    return nq, nlh, cum, due
+
+
+@njit(cache=True, inline="always")
+def new_curve_nb() -> np.ndarray:
+    """Running figures of an equity curve before its first point."""
+    curve = np.zeros(N_CURVE)
+    curve[C_PEAK] = -np.inf
+    return curve
+
+
+@njit(cache=True, inline="always")
+def mark_nb(
+    capital: float, cum: float, lpos: np.ndarray, mclose: np.ndarray, lh: np.ndarray, nlh: int, rf_p: float,
+    curve: np.ndarray,
+) -> float:
+    """The ledger's equity at a window bar close (positions in name order) and the curve's running figures."""
+    value = 0.0
+    for i in range(nlh):
+        s = lh[i]
+        value += lpos[s] * mclose[s]
+    eq = (capital + cum) + value
+    if curve[C_NEQ] > 0:
+        r_t = eq / curve[C_PREV] - 1.0
+        if math.isfinite(r_t):
+            curve[C_NRET] += 1
+            delta = r_t - curve[C_MEAN]
+            curve[C_MEAN] += delta / curve[C_NRET]
+            curve[C_M2] += delta * (r_t - curve[C_MEAN])
+            ex = r_t - rf_p
+            if ex < 0.0:
+                curve[C_DOWN2] += ex * ex
+    if eq > curve[C_PEAK]:
+        curve[C_PEAK] = eq
+    dd = eq / curve[C_PEAK] - 1.0
+    if dd < curve[C_MDD]:
+        curve[C_MDD] = dd
+    curve[C_SUM] += eq
+    curve[C_NEQ] += 1
+    curve[C_PREV] = eq
+    return eq
+
+
+@njit(cache=True, inline="always")
+def curve_stats_nb(curve: np.ndarray, capital: float, stats: np.ndarray) -> None:
+    """Write the curve's figures into a statistics row."""
+    stats[S_FINAL] = curve[C_PREV] if curve[C_NEQ] > 0 else capital
+    stats[S_NRET] = curve[C_NRET]
+    stats[S_MEAN] = curve[C_MEAN]
+    stats[S_M2] = curve[C_M2]
+    stats[S_DOWN2] = curve[C_DOWN2]
+    stats[S_MDD] = curve[C_MDD]
+    stats[S_SUM_EQ] = curve[C_SUM]
+    stats[S_NEQ] = curve[C_NEQ]
+
+
 @njit(cache=True)
 def run_config_nb(
     fp: np.ndarray, ip: np.ndarray,
@@ -264,15 +396,7 @@ def run_config_nb(
     notional = 0.0
     commission = 0.0
     slippage = 0.0
-    prev_eq = 0.0
-    eq_peak = -np.inf
-    mdd = 0.0
-    n_ret = 0
-    mean_r = 0.0
-    m2 = 0.0
-    down2 = 0.0
-    sum_eq = 0.0
-    n_eq = 0
+    curve = new_curve_nb()
     exposed = 0
     ledger_clash = 0
     j = 0
@@ -282,33 +406,7 @@ def run_config_nb(
         win = in_window[k]
         # -- the ledger: fills whose economic time has come, in (time, symbol name) order ----
         if nq > 0 and t >= due:
-            while True:
-                bi = -1
-                for i in range(nq):
-                    s = lq[i]
-                    if lq_ts[s] <= t:
-                        if bi < 0:
-                            bi = i
-                        else:
-                            b = lq[bi]
-                            if lq_ts[s] < lq_ts[b] or (lq_ts[s] == lq_ts[b] and rank_of[s] < rank_of[b]):
-                                bi = i
-                if bi < 0:
-                    break
-                s = lq[bi]
-                cum += lq_flow[s]
-                before = lpos[s]
-                lpos[s] = before + lq_dq[s]
-                if before == 0.0 and lpos[s] != 0.0:
-                    nlh = _insert(lh, nlh, s, rank_of)
-                elif lpos[s] == 0.0 and before != 0.0:
-                    nlh = _remove(lh, nlh, s)
-                nq -= 1
-                lq[bi] = lq[nq]
-            due = np.iinfo(np.int64).max
-            for i in range(nq):
-                if lq_ts[lq[i]] < due:
-                    due = lq_ts[lq[i]]
+            nq, nlh, cum, due = settle_nb(t, lq, nq, lq_ts, lq_flow, lq_dq, rank_of, lpos, lh, nlh, cum)
         # -- portfolio rules on the books, at the first bar of a new time -------------------
         if portfolio_rules and t >= trade_from:
             value = 0.0
@@ -488,63 +586,20 @@ def run_config_nb(
             notional += nv
             commission += comm
             slippage += q * abs(px - ref[k, s])
-            for i2 in range(nq):
-                if lq[i2] == s:
-                    ledger_clash += 1  # cannot happen: a fill is due by the symbol's next bar close
-            lq[nq] = s
-            nq += 1
-            lq_ts[s] = fill_ts[k, s]
-            lq_flow[s] = -(sgn * nv + comm)
-            lq_dq[s] = signed
-            if lq_ts[s] < due:
-                due = lq_ts[s]
+            nq, due, clash = enqueue_nb(s, fill_ts[k, s], -(sgn * nv + comm), signed, lq, nq, lq_ts, lq_flow, lq_dq, due)
+            ledger_clash += clash  # cannot happen: a fill is due by the symbol's next bar close
             if record and n_fills < rec_fills.shape[0]:
-                rec_fills[n_fills, 0] = k
-                rec_fills[n_fills, 1] = s
-                rec_fills[n_fills, 2] = sgn
-                rec_fills[n_fills, 3] = q
-                rec_fills[n_fills, 4] = px
-                rec_fills[n_fills, 5] = comm
-                rec_reason[n_fills] = pend_reason[s]
+                record_fill_nb(rec_fills, rec_reason, n_fills, k, s, sgn, q, px, comm, pend_reason[s])
             n_fills += 1
         # -- the ledger's equity at this bar close ---------------------------------------------
         if win:
-            value = 0.0
-            for i in range(nlh):
-                s = lh[i]
-                value += lpos[s] * mclose[s]
-            eq = (capital + cum) + value
+            eq = mark_nb(capital, cum, lpos, mclose, lh, nlh, rf_p, curve)
             if nlh > 0:
                 exposed += 1
             if record:
                 rec_equity[j] = eq
             j += 1
-            if n_eq > 0:
-                r_t = eq / prev_eq - 1.0
-                if math.isfinite(r_t):
-                    n_ret += 1
-                    delta = r_t - mean_r
-                    mean_r += delta / n_ret
-                    m2 += delta * (r_t - mean_r)
-                    ex = r_t - rf_p
-                    if ex < 0.0:
-                        down2 += ex * ex
-            if eq > eq_peak:
-                eq_peak = eq
-            dd = eq / eq_peak - 1.0
-            if dd < mdd:
-                mdd = dd
-            sum_eq += eq
-            n_eq += 1
-            prev_eq = eq
-    stats[S_FINAL] = prev_eq if n_eq > 0 else capital
-    stats[S_NRET] = n_ret
-    stats[S_MEAN] = mean_r
-    stats[S_M2] = m2
-    stats[S_DOWN2] = down2
-    stats[S_MDD] = mdd
-    stats[S_SUM_EQ] = sum_eq
-    stats[S_NEQ] = n_eq
+    curve_stats_nb(curve, capital, stats)
     stats[S_TRADES] = trades
     stats[S_FILLS] = n_fills
     stats[S_NOTIONAL] = notional
