@@ -21,18 +21,21 @@ From a fresh checkout (run it from the repository root):
 6. **Backtests** - ``config/campaign/backtest.toml`` through :func:`engine.runner.run_backtest`
    once per model, for the ensemble, for SPY buy-and-hold and for an equal-weight
    buy-and-hold of the whole universe, each with ``--set``-style overrides; outputs
-   (metrics.json, Parquet tables, report.html) in ``<out>/backtests/<name>/``. Controls:
-   every model and the ensemble again with one slot per symbol (``<name>_30slots``:
-   max_positions 30, position_size 0.0333), and the distribution of random 10-name
-   buy-and-holds (:func:`random_subset_lottery`), to separate the signal's timing from
-   the luck of which 10 of the 30 names a 10-slot book happens to hold.
-7. **Summary** - ``<out>/summary.json``, ``<out>/summary.md`` (the side-by-side table)
-   and figures (equity curves, gross P&L vs costs, the controls) in ``--figures``
-   (default ``<out>/figures``).
+   (metrics.json, Parquet tables, report.html with its Diagnosis, diagnosis.json) in
+   ``<out>/backtests/<name>/``. **Controls come from ``sigtrade diagnose <dir> --json``**
+   (:mod:`engine.diagnosis`, on the fast path): the universe buy-and-hold, 20,000 random
+   10-name buy-and-holds through the same costs (``[diagnosis]`` of the backtest config),
+   the same signals with one slot per symbol, and the break-even cost - no control is
+   computed by hand here any more.
+7. **Summary** - ``<out>/summary.json``, ``<out>/summary.md`` (the side-by-side table and
+   the control tables) and figures (equity curves, gross P&L vs costs, the controls) in
+   ``--figures`` (default ``<out>/figures``); with ``--doc docs/campaign.md`` the control
+   tables between its ``<!-- diagnose:controls -->`` markers are rewritten from the
+   diagnoses.
 
 Options: ``--trials N`` (per architecture, default 8), ``--epochs N`` (override every
 config's ``train.epochs``), ``--out DIR`` (default ``runs/campaign``), ``--archs``,
-``--catalog``, ``--figures DIR``, ``--no-track``.
+``--catalog``, ``--figures DIR``, ``--doc FILE``, ``--no-track``.
 """
 
 from __future__ import annotations
@@ -59,8 +62,6 @@ ARCHS = ("mlp", "lstm", "gru")
 CONFIG_DIR = Path("config/campaign")
 BACKTEST_CONFIG = CONFIG_DIR / "backtest.toml"
 N_SYMBOLS = 30
-SLOT_30 = 0.0333
-"""position_size of the 30-slot controls (30 x 3.33 % = 99.9 % of equity at most)."""
 HOURLY_DIR = Path("equities/hourly/market-base")
 
 
@@ -283,20 +284,18 @@ def backtest_runs(archs: list[str], out: Path, catalog: str) -> dict[str, list[s
             for a in archs}
     runs["ensemble"] = [*base, 'strategy.kind="ensemble"',
                         f"strategy.model={json.dumps(str(out / 'models' / 'ensemble'))}"]
-    # controls: the same signals with a slot for every symbol (no "which 10 of 30" lottery)
-    for name in [*archs, "ensemble"]:
-        runs[f"{name}_30slots"] = [*runs[name], f"portfolio.max_positions={N_SYMBOLS}",
-                                   f"portfolio.position_size={SLOT_30}"]
     runs["spy_buy_and_hold"] = [*base, 'strategy.kind="buy_and_hold"', 'data.symbols=["SPY"]']
     runs["universe_buy_and_hold"] = [*base, 'strategy.kind="buy_and_hold"']
     return runs
 
 
 def run_backtests(archs: list[str], out: Path, catalog: str) -> dict[str, Any]:
-    """Run every backtest, write its outputs, return its figures (plus gross P&L and cost shares)."""
+    """Run every backtest with its Diagnosis, write its outputs, return its figures (plus gross P&L and cost shares)."""
     from engine.config import load_config
+    from engine.diagnosis import diagnose
     from engine.report import write_outputs
     from engine.runner import run_backtest
+    from strategies.signal import diagnosis_inputs
 
     results: dict[str, Any] = {}
     curves: dict[str, Any] = {}
@@ -305,6 +304,9 @@ def run_backtests(archs: list[str], out: Path, catalog: str) -> dict[str, Any]:
         t0 = time.perf_counter()
         result = run_backtest(cfg)
         wall = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        result.diagnosis = diagnose(result, cfg, signal_loader=diagnosis_inputs)  # what `sigtrade backtest --out` adds
+        diag_wall = time.perf_counter() - t1
         write_outputs(result, out / "backtests" / name)
         m = dict(result.metrics)
         capital = float(m["capital"])
@@ -319,50 +321,89 @@ def run_backtests(archs: list[str], out: Path, catalog: str) -> dict[str, Any]:
             "net_pnl": net, "costs": costs, "gross_pnl": gross,
             "costs_share_of_gross": costs / gross if gross > 0 else None,
             "avg_bars_held": float(trades["bars_held"].mean()) if len(trades) else None,
-            "wall_s": wall, "timings": result.timings,
+            "wall_s": wall, "diagnosis_wall_s": diag_wall, "timings": result.timings,
             "command": shlex.join(["sigtrade", "backtest", str(BACKTEST_CONFIG),
-                                   *[x for s in sets for x in ("--set", s)]]),
+                                   *[x for s in sets for x in ("--set", s)], "--out", str(out / "backtests" / name)]),
         })
         results[name] = _clean(m)
         curves[name] = result.strategy.equity
         curves.setdefault("_benchmark", result.benchmark.equity)
         _say(f"backtest {name}: total return {m['total_return']:+.2%}, Sharpe {_num(m['sharpe']) or float('nan'):.2f}, "
              f"max DD {m['max_drawdown']:.2%}, {m['trades']} trades, costs ${costs:,.0f} "
-             f"(gross P&L ${gross:,.0f}); SPY B&H {m['benchmark']['total_return']:+.2%} [{wall:.0f}s]")
+             f"(gross P&L ${gross:,.0f}); SPY B&H {m['benchmark']['total_return']:+.2%} [{wall:.0f}s + diagnosis {diag_wall:.0f}s]")
     return {"runs": results, "curves": curves}
 
 
-def random_subset_lottery(catalog: str, k: int = 10, draws: int = 20_000, seed: int = 0) -> dict[str, Any]:
-    """Total returns of equal-weight buy-and-holds of random k-name subsets of the universe.
-
-    Arithmetic on the catalog's bars, not the event engine: each name is bought at the open
-    of the window's second bar (the first next-open fill) and valued at the last close;
-    costs (about 0.3 % round trip) are ignored. A reference for how much of a 10-slot
-    strategy's result is the choice of names.
-    """
-    from engine.catalog import list_symbols
-    from engine.config import load_config
-    from engine.runner import load_window
-
-    cfg = load_config(BACKTEST_CONFIG, [f"data.catalog={json.dumps(catalog)}"])
-    symbols = list_symbols(Path(catalog), cfg.data.bar)
-    window, _, _ = load_window(catalog, symbols, cfg.data.bar, cfg.data.start, cfg.data.end, 0)
-    ret = np.array([float(f["close"].iloc[-1]) / float(f["open"].iloc[1]) - 1.0 for f in window.values()])
-    rng = np.random.default_rng(seed)
-    picks = np.argsort(rng.random((draws, len(ret))), axis=1)[:, :k]
-    totals = ret[picks].mean(axis=1)
-    qs = [0.05, 0.25, 0.5, 0.75, 0.95]
-    return {"k": k, "draws": draws, "seed": seed,
-            "per_symbol_return": {s: float(r) for s, r in zip(window, ret, strict=True)},
-            "quantiles": {f"p{int(q * 100)}": float(np.quantile(totals, q)) for q in qs},
-            "mean": float(totals.mean()), "totals": totals}
+def diagnose_json(folder: Path) -> dict[str, Any]:
+    """``sigtrade diagnose FOLDER --json``, as a user runs it: the controls and costs the tables are made of."""
+    cmd = [sys.executable, "-m", "engine", "diagnose", str(folder), "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise DataError(f"sigtrade diagnose {folder} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return dict(json.loads(done.stdout))
 
 
-def lottery_percentile(lottery: dict[str, Any], total_return: float | None) -> float | None:
-    """Share of random k-name buy-and-holds that did worse than *total_return*."""
-    if total_return is None:
-        return None
-    return float(np.mean(lottery["totals"] < total_return))
+def break_even_text(be: dict[str, Any]) -> str:
+    """The break-even cost of a diagnosis as a table cell."""
+    point = be.get("total_return") or {}
+    if point.get("bps") is not None:
+        return f"{point['bps']:.1f}"
+    if point.get("status") == "above the curve":
+        return f"> {be['max_bps']:g}"
+    return str(point.get("status") or be.get("reason"))
+
+
+def control_tables(names: list[str], diagnoses: dict[str, dict[str, Any]]) -> str:
+    """The markdown control tables of *names*' diagnoses (``sigtrade diagnose --json``)."""
+
+    def row(label: str, c: dict[str, Any]) -> str:
+        costs = f"{_usd(c['commission_paid'])} + {_usd(c['slippage_paid'])}"
+        return (f"| {label} | {_spct(c['total_return'])} | {_pct(c['cagr'])} | {_f(c['sharpe'], 2)} | "
+                f"{_pct(c['max_drawdown'])} | {c['trades']:,} | {_f(c['turnover'], 1)} | {_pct(c['exposure'], 0)} | "
+                f"{costs} | {_usd(c['gross_pnl'])} | {_pct(c['costs_share_of_gross'], 0)} |")
+
+    first = diagnoses[names[0]]["controls"]
+    rnd0 = first["random"]
+    uni = first["universe"]
+    head = ("| run | total return | CAGR | Sharpe | max DD | trades | turnover (×/yr) | exposure | "
+            "commissions + slippage | gross P&L | costs / gross |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = [f"**(d) One slot per symbol** (`max_positions` = {first['one_slot']['max_positions']}, `position_size` = "
+             f"{first['one_slot']['position_size']:.4f}: the run's most gross spread over every symbol), on the fast path:", "", head]
+    lines += [row(n, diagnoses[n]["controls"]["one_slot"]) for n in names]
+    lines.append(row(f"(b) universe buy-and-hold ({uni['symbols']} × 1/{uni['symbols']})", uni))
+    q = rnd0["total_return"]
+    lines += [
+        "",
+        f"**(c) Random {rnd0['n']}-name buy-and-holds**: {rnd0['draws']:,} equal-weight subsets (seed {rnd0['seed']}) through "
+        f"the same costs and fills: total return p5 {_spct(q['p5'])}, median {_spct(q['p50'])}, p95 {_spct(q['p95'])}; "
+        f"Sharpe median {_f(rnd0['sharpe']['p50'], 2)}.",
+        "",
+        "| run (10 slots) | total return | percentile by total return | percentile by Sharpe | "
+        "break-even cost (bps per side) | costs / gross | edge / cost per round trip |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n in names:
+        d = diagnoses[n]
+        c, r = d["controls"], d["controls"]["random"]
+        bps = break_even_text(d["costs"]["break_even"])
+        lines.append(f"| {n} | {_spct(c['strategy']['total_return'])} | {_pct(r['strategy_percentile_total_return'], 0)} | "
+                     f"{_pct(r['strategy_percentile_sharpe'], 0)} | {bps} | {_pct(d['costs']['costs_share_of_gross'], 0)} | "
+                     f"{_f(d['costs']['round_trips'].get('edge_to_cost'), 2)} |")
+    bench = first["benchmark"]
+    lines += ["", f"(a) {bench['symbol']} buy-and-hold: {_spct(bench['total_return'])}, Sharpe {_f(bench['sharpe'], 2)}. "
+              f"Generated by `research/campaign.py` from `sigtrade diagnose runs/campaign/backtests/<run> --json`."]
+    return "\n".join(lines) + "\n"
+
+
+def replace_block(doc: Path, marker: str, text: str) -> None:
+    """Rewrite the text between ``<!-- marker -->`` and ``<!-- /marker -->`` in *doc*."""
+    body = doc.read_text(encoding="utf-8")
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    if start not in body or end not in body:
+        raise DataError(f"{doc} has no {start} ... {end} block to rewrite")
+    head, rest = body.split(start, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(f"{head}{start}\n{text}{end}{tail}", encoding="utf-8")
 
 
 # --- 7. summary ---------------------------------------------------------------------------------
@@ -371,6 +412,11 @@ def lottery_percentile(lottery: dict[str, Any], total_return: float | None) -> f
 def _pct(x: Any, digits: int = 1) -> str:
     v = _num(x)
     return "-" if v is None else f"{v * 100:.{digits}f} %"
+
+
+def _spct(x: Any, digits: int = 1) -> str:
+    v = _num(x)
+    return "-" if v is None else f"{v * 100:+.{digits}f} %"
 
 
 def _f(x: Any, digits: int = 3) -> str:
@@ -444,34 +490,37 @@ def write_figures(curves: dict[str, Any], backtests: dict[str, Any], names: list
     return files
 
 
-def write_control_figure(curves: dict[str, Any], backtests: dict[str, Any], lottery: dict[str, Any],
-                         models: list[str], folder: Path) -> str:
-    """Left: random 10-name buy-and-holds vs the 10-slot runs; right: 30-slot runs vs universe buy-and-hold."""
+def write_control_figure(diagnoses: dict[str, dict[str, Any]], models: list[str], folder: Path) -> str:
+    """Left: random 10-name buy-and-holds vs the 10-slot runs; right: 10 slots vs one slot per symbol vs the universe."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     from matplotlib import pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=110)
-    left.hist(lottery["totals"] * 100.0, bins=80, color="lightgrey", edgecolor="grey")
+    first = diagnoses[models[0]]["controls"]
+    rnd = first["random"]
+    edges = np.asarray(rnd["histogram"]["edges"]) * 100.0
+    left.stairs(rnd["histogram"]["counts"], edges, fill=True, color="lightgrey", edgecolor="grey")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, name in enumerate([*models, "spy_buy_and_hold"]):
-        v = backtests[name]["total_return"] * 100.0
-        left.axvline(v, color="black" if name == "spy_buy_and_hold" else colors[i % len(colors)],
-                     linewidth=1.6, label=f"{name} {v:+.0f} %")
-    left.set(xlabel="total return over the test window (%)", ylabel="random 10-name subsets",
-             title=f"10-slot runs vs {lottery['draws']:,} random 10-name buy-and-holds")
+    for i, name in enumerate(models):
+        v = diagnoses[name]["controls"]["strategy"]["total_return"] * 100.0
+        left.axvline(v, color=colors[i % len(colors)], linewidth=1.6, label=f"{name} {v:+.0f} %")
+    b = first["benchmark"]["total_return"] * 100.0
+    left.axvline(b, color="black", linewidth=1.6, label=f"{first['benchmark']['symbol']} buy-and-hold {b:+.0f} %")
+    left.set(xlabel="total return over the test window (%), after costs", ylabel=f"random {rnd['n']}-name subsets",
+             title=f"10-slot runs vs {rnd['draws']:,} random {rnd['n']}-name buy-and-holds")
     left.legend(fontsize=8)
-    for i, name in enumerate([*models, "universe_buy_and_hold", "spy_buy_and_hold"]):
-        key = name if name.endswith("buy_and_hold") else f"{name}_30slots"
-        eq = curves[key]
-        style = ({"color": "black", "linewidth": 2.0} if name == "spy_buy_and_hold" else
-                 {"color": "purple", "linewidth": 2.0} if name == "universe_buy_and_hold" else
-                 {"color": colors[i % len(colors)], "linewidth": 1.0})
-        right.plot(eq.index.tz_convert("America/New_York"), eq.to_numpy() / 1000.0, label=key, **style)
-    right.set(ylabel="equity (k$)", title="One slot per symbol (30 x 3.33 %) vs holding all 30")
-    right.tick_params(axis="x", labelrotation=30, labelsize=8)
-    right.grid(alpha=0.3)
+    x = np.arange(len(models))
+    ten = [diagnoses[n]["controls"]["strategy"]["total_return"] * 100.0 for n in models]
+    one = [diagnoses[n]["controls"]["one_slot"]["total_return"] * 100.0 for n in models]
+    right.bar(x - 0.2, ten, 0.4, label="10 slots (the run)")
+    right.bar(x + 0.2, one, 0.4, label="one slot per symbol (control d)")
+    right.axhline(first["universe"]["total_return"] * 100.0, color="purple", linewidth=2.0, label="universe buy-and-hold (b)")
+    right.axhline(b, color="black", linewidth=1.2, linestyle="--", label=f"{first['benchmark']['symbol']} buy-and-hold (a)")
+    right.set_xticks(x, models)
+    right.set(ylabel="total return (%)", title="The same signals with one slot per symbol")
+    right.grid(axis="y", alpha=0.3)
     right.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     file = folder / "controls.png"
@@ -492,6 +541,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--archs", default=",".join(ARCHS), help="Architectures, comma-separated (default mlp,lstm,gru).")
     p.add_argument("--catalog", default="catalogs/real", help="Catalog of the real hourly bars (default catalogs/real).")
     p.add_argument("--figures", type=Path, default=None, help="Folder of the figures (default <out>/figures).")
+    p.add_argument("--doc", type=Path, default=None, help="Rewrite the control tables of this markdown file (docs/campaign.md).")
     p.add_argument("--no-track", action="store_true", help="Do not record trials in MLflow.")
     return p.parse_args(argv)
 
@@ -524,30 +574,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     bt = run_backtests(archs, out, args.catalog)
     wall["backtests"] = time.perf_counter() - t0
     names = [*archs, "ensemble", "spy_buy_and_hold", "universe_buy_and_hold"]
-    controls = [f"{n}_30slots" for n in [*archs, "ensemble"]] + ["universe_buy_and_hold"]
+    models = [*archs, "ensemble"]
     figures = write_figures(bt["curves"], bt["runs"], names, args.figures or out / "figures")
-    lottery = random_subset_lottery(args.catalog)
-    for b in bt["runs"].values():
-        b["beats_random_10_name_bh"] = lottery_percentile(lottery, _num(b["total_return"]))
-    figures.append(write_control_figure(bt["curves"], bt["runs"], lottery, [*archs, "ensemble"],
-                                        args.figures or out / "figures"))
+    t0 = time.perf_counter()
+    diagnoses = {n: diagnose_json(out / "backtests" / n) for n in models}
+    wall["diagnose"] = time.perf_counter() - t0
+    for n in models:
+        bt["runs"][n]["percentile_among_random_subsets"] = diagnoses[n]["controls"]["random"]["strategy_percentile_total_return"]
+    figures.append(write_control_figure(diagnoses, models, args.figures or out / "figures"))
+    controls = control_tables(models, diagnoses)
+    if args.doc is not None:
+        replace_block(args.doc, "diagnose:controls", controls)
     wall["total"] = time.perf_counter() - t_all
 
     summary = _clean({
         "command": command, "out": str(out), "catalog": catalog, "archs": archs, "trials": args.trials,
         "tuning": tuned, "evaluation": {k: v for k, v in evaluation.items() if k != "wall_s"},
         "backtests": bt["runs"], "figures": figures, "wall_s": wall,
-        "random_10_name_buy_and_hold": {k: v for k, v in lottery.items() if k != "totals"},
+        "controls": {n: diagnoses[n]["controls"] for n in models},
+        "break_even": {n: diagnoses[n]["costs"]["break_even"].get("total_return") for n in models},
     })
     _write_json(out / "summary.json", summary)
     table = summary_table(names, evaluation["models"], bt["runs"])
-    q = lottery["quantiles"]
-    control = summary_table(controls, {}, bt["runs"])
     (out / "summary.md").write_text(
         f"# Campaign summary\n\n`{command}` - total wall time {wall['total'] / 60:.1f} min\n\n{table}\n"
-        f"## Controls: one slot per symbol (max_positions {N_SYMBOLS}, position_size {SLOT_30})\n\n{control}\n"
-        f"Random 10-name equal-weight buy-and-holds ({lottery['draws']:,} draws, no costs): "
-        f"p5 {_pct(q['p5'])}, median {_pct(q['p50'])}, p95 {_pct(q['p95'])}\n", encoding="utf-8")
+        f"## Controls (from `sigtrade diagnose`)\n\n{controls}", encoding="utf-8")
     sys.stdout.write(table)
     _say(f"campaign done in {wall['total'] / 60:.1f} min: {out / 'summary.json'}, {out / 'summary.md'}")
     return summary
