@@ -149,7 +149,7 @@ def diagnose_sweep(
     """Diagnose the *top* configurations of a sweep folder: ``(config id, BacktestResult, Diagnosis)`` each."""
     from engine.metrics import compare, compute_metrics
     from engine.results import BacktestResult, RunInputs
-    from engine.runner import benchmark_history, load_window, simulate
+    from engine.runner import benchmark_frames, benchmark_history, load_window, run_benchmark
     from engine.sim.fastpath import FastPath
     from engine.strategy_registry import warmup_bars
 
@@ -163,11 +163,11 @@ def diagnose_sweep(
     sig = SignalInputs.from_mapping(described)
     progress("model", 1.0)
     bench_sym = base.benchmark.symbol
-    b_window, _, b_history = load_window(base.data.catalog, [bench_sym], base.data.bar, base.data.start, base.data.end, 0)
-    bench_hist = history[bench_sym] if bench_sym in history else b_history[bench_sym]
+    b_frames = benchmark_frames(base, window, history)
+    bench_hist = b_frames[2][bench_sym]
     fast = FastPath(base, window, full, history, sig.probabilities, benchmark_history(base, history), sig.label_horizon,
                     sig.card_threshold)
-    bench_run = simulate(base, b_window, b_window, "buy_and_hold", {}, overlays=False)
+    bench_run = run_benchmark(base, b_frames)
     synthetic = cat.read_index(base.data.catalog).synthetic
     out = []
     for i, (cid, cfg) in enumerate(chosen):
