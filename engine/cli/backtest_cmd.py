@@ -145,8 +145,9 @@ def _batch(configs: list[Path], sets: list[str], grid: list[str], out: Path | No
         check_output_dir(out, "--out", protected=sorted({r.cfg.data.catalog for r in runs if r.cfg is not None}))
     console = Console(stderr=True, emoji=False)
     with task_executor(cluster, console, local=True) as executor:
-        task = tasks.diagnosed_backtest if out is not None else tasks.backtest  # every run written with --out is diagnosed
-        results = executor.map(task, [r.cfg for r in runs], label="backtests", isolate=True)
+        results = executor.map(  # every run written with --out is diagnosed, where it runs
+            tasks.backtest, [r.cfg for r in runs], shared={"diagnose": out is not None}, label="backtests", isolate=True
+        )
     if out is not None:
         write_batch(out, runs, results)
     if as_json:

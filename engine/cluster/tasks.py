@@ -50,21 +50,17 @@ def walk_forward_window(shared: tuple[np.ndarray, str], item: tuple[int, int, in
 def backtest(shared: Any, cfg: Any) -> Any:
     """One event-engine backtest (strategy and benchmark): :func:`engine.runner.run_backtest`.
 
-    The run's bars and probabilities (kept in memory for a diagnosis) are not sent back.
+    With ``shared = {"diagnose": True}`` (a batch written with ``--out``) the run's Diagnosis
+    (``[diagnosis]``, :func:`engine.diagnosis.diagnose`) is computed where it ran. The
+    run's bars and probabilities (kept in memory for a diagnosis) are not sent back.
     """
     from engine.runner import run_backtest
 
-    return _light(run_backtest(cfg))
-
-
-def diagnosed_backtest(shared: Any, cfg: Any) -> Any:
-    """:func:`backtest` with its Diagnosis (``[diagnosis]``, :func:`engine.diagnosis.diagnose`), computed where it ran."""
-    from engine.diagnosis import diagnose
-    from engine.runner import run_backtest
-    from engine.strategy_registry import resolve
-
     result = run_backtest(cfg)
-    if cfg.diagnosis.enabled:
+    if shared and shared.get("diagnose") and cfg.diagnosis.enabled:
+        from engine.diagnosis import diagnose
+        from engine.strategy_registry import resolve
+
         result.diagnosis = diagnose(result, cfg, signal_loader=resolve("strategies.signal:diagnosis_inputs"))
     return _light(result)
 
