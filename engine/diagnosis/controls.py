@@ -31,6 +31,7 @@ import pandas as pd
 from engine.diagnosis.context import Context
 from engine.diagnosis.holdings import percentile, random_holds, universe_buy_and_hold
 from engine.diagnosis.replay import Replay, one_slot_config
+from engine.diagnosis.tables import finite
 from engine.ledger import empty_fills
 from engine.metrics import compute_metrics
 from engine.results import RunResult
@@ -50,7 +51,7 @@ FIGURE_KEYS = ("total_return", "cagr", "sharpe", "max_drawdown", "trades", "turn
 
 
 def _figures(m: dict[str, Any], capital: float) -> dict[str, Any]:
-    out = {k: _f(m.get(k)) for k in FIGURE_KEYS}
+    out = {k: finite(m.get(k)) for k in FIGURE_KEYS}
     if out["trades"] is not None:
         out["trades"] = int(out["trades"])
     costs = (out["commission_paid"] or 0.0) + (out["slippage_paid"] or 0.0)
@@ -59,16 +60,6 @@ def _figures(m: dict[str, Any], capital: float) -> dict[str, Any]:
     out["gross_pnl"] = net + costs
     out["costs_share_of_gross"] = costs / (net + costs) if net + costs > 0 else None
     return out
-
-
-def _f(x: Any) -> Any:
-    if x is None:
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if np.isfinite(v) else None
 
 
 def section(ctx: Context, replay: Replay | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -111,7 +102,7 @@ def _empty_trades() -> pd.DataFrame:
 def _beats(strat: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key in ("total_return", "sharpe"):
-        a, b = strat.get(key), _f(other.get(key))
+        a, b = strat.get(key), finite(other.get(key))
         out[key] = None if a is None or b is None else bool(a > b)
     return out
 

@@ -35,7 +35,7 @@ import pandas as pd
 from engine.config import BacktestConfig
 from engine.diagnosis.context import Context
 from engine.diagnosis.replay import Replay, with_costs
-from engine.diagnosis.tables import by_month, fill_costs, trade_ids
+from engine.diagnosis.tables import by_month, fill_costs, finite, trade_ids
 
 _REFINE = 20
 
@@ -96,7 +96,7 @@ def _find_zero(replay: Replay, cfg: BacktestConfig, curve: pd.DataFrame, key: st
         lo, hi, f_lo, f_hi = float(sb[j - 1]), float(sb[j]), float(sv[j - 1]), float(sv[j])
     x = lo + (hi - lo) * f_lo / (f_lo - f_hi) if np.isfinite(f_hi) and f_lo != f_hi else hi
     at = _levels(replay, cfg, np.array([x]), share).iloc[0]
-    out.update({"bps": float(x), "bracket": [lo, hi], "total_return_at": _f(at["total_return"]), "sharpe_at": _f(at["sharpe"])})
+    out.update({"bps": float(x), "bracket": [lo, hi], "total_return_at": finite(at["total_return"]), "sharpe_at": finite(at["sharpe"])})
     return out
 
 
@@ -121,7 +121,7 @@ def break_even(ctx: Context, replay: Replay | None) -> dict[str, Any]:
     out["applies"] = True
     out["simulator"] = "signal kernel" if replay.kind == "signal" else "buy-and-hold kernel"
     out["curve"] = [
-        {"bps": float(r.bps), "total_return": _f(r.total_return), "sharpe": _f(r.sharpe), "trades": int(r.trades),
+        {"bps": float(r.bps), "total_return": finite(r.total_return), "sharpe": finite(r.sharpe), "trades": int(r.trades),
          "costs": float(r.commission_paid + r.slippage_paid)}
         for r in curve.itertuples()
     ]
@@ -146,14 +146,6 @@ def confirm(cfg: BacktestConfig, breakeven: dict[str, Any], run: Any) -> dict[st
         "event_total_return": m.get("total_return"), "event_sharpe": m.get("sharpe"),
         "fast_path_total_return": tr.get("total_return_at"), "seconds": time.perf_counter() - t0,
     }
-
-
-def _f(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if np.isfinite(v) else None
 
 
 def section(ctx: Context, replay: Replay | None) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from engine.diagnosis.context import Context
+from engine.diagnosis.tables import finite
 from engine.metrics import returns
 from engine.stats.sharpe import higher_moments
 
@@ -114,7 +115,7 @@ def section(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
         "sharpe_difference": diff,
         "difference_in_se": diff / scale if diff is not None and scale else None,
         "rolling_window_bars": int(w), "rolling_months": ctx.cfg.diagnosis.rolling_months,
-        "rolling_sharpe_last": _last(rolling), "rolling_sharpe_min": _num(rolling.min()), "rolling_sharpe_max": _num(rolling.max()),
+        "rolling_sharpe_last": _last(rolling), "rolling_sharpe_min": finite(rolling.min()), "rolling_sharpe_max": finite(rolling.max()),
         "drawdowns": worst_drawdowns(eq),
         "exposure_mean": float(strat_exp.mean()) if len(strat_exp) else None,
         "benchmark_exposure_mean": float(bench_exp.mean()) if len(bench_exp) else None,
@@ -122,14 +123,6 @@ def section(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     return data, {"rolling_sharpe": rolling, "rolling_band": band, "exposure": strat_exp, "benchmark_exposure": bench_exp}
 
 
-def _num(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _last(s: pd.Series) -> float | None:
     s = s.dropna()
-    return _num(s.iloc[-1]) if len(s) else None
+    return finite(s.iloc[-1]) if len(s) else None
