@@ -160,7 +160,7 @@ def _page(
         bench = None
         notes.append(f"no buy & hold {cfg.benchmark.symbol} reference: {exc}")
         console.print(f"[yellow]{notes[-1]}[/]", highlight=False)
-    refs = _references(res, bench) if bench is not None else []
+    refs = _references(res, bench)
     facts = RunFacts(
         wall_seconds=wall, threads=int(os.environ.get("NUMBA_NUM_THREADS") or _threads()),
         synthetic=cat.read_index(cfg.data.catalog).synthetic, stats_reason=stats_reason, notes=notes,
@@ -171,8 +171,8 @@ def _page(
     return write_sweep_pages(out, html)["report.html"]
 
 
-def _references(res: Any, bench: Any) -> list[Any]:
-    """The ranked table's reference rows: the benchmark's buy-and-hold (add further controls here)."""
+def _references(res: Any, bench: Any | None) -> list[Any]:
+    """The ranked table's reference rows: the benchmark's and the traded universe's buy-and-holds."""
     from engine.sweep_report import reference_row
 
     cfg = res.fast.cfg
@@ -182,11 +182,27 @@ def _references(res: Any, bench: Any) -> list[Any]:
         + (f" (the sweep varies {', '.join(swept_costs)})" if swept_costs else "")
         + ", without the strategy's overlays, as sigtrade backtest runs it"
     )
-    return [
+    from engine.diagnosis import universe_buy_and_hold
+    from engine.ledger import build_run
+
+    fast = res.fast
+    universe = universe_buy_and_hold(fast)
+    universe_run = build_run(universe.fills, fast.window, fast.window_index, fast.capital)
+    rows = [] if bench is None else [
         reference_row(
             "benchmark", f"buy & hold {cfg.benchmark.symbol} (benchmark)", bench,
             risk_free_rate=cfg.metrics.risk_free_rate, note=note,
-        )
+        ),
+    ]
+    return [
+        *rows,
+        reference_row(
+            "universe", f"equal-weight buy & hold of the {len(universe.symbols)} traded symbols", universe_run,
+            risk_free_rate=cfg.metrics.risk_free_rate,
+            note="the fast path (numba), equal to the event engine's buy_and_hold of the same symbols, "
+                 "bought on the first bar through the base configuration's costs; what a model must beat "
+                 "to be worth more than owning its own universe",
+        ),
     ]
 
 

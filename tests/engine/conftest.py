@@ -70,6 +70,7 @@ class SweepRun:
 
     proc: subprocess.CompletedProcess[str]
     out: Path
+    config: Path
 
 
 @pytest.fixture(scope="session")
@@ -80,4 +81,4 @@ def full_sweep(sweep_config: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         "sweep", str(sweep_config), *FULL_SWEEP_GRID,
         "--top", "5", "--out", str(out), "--verify-top", "2", "--walk-forward", "train=2M,test=1M",
     )
-    return SweepRun(proc, out)
+    return SweepRun(proc, out, sweep_config)

@@ -188,12 +188,24 @@ def test_the_page_shows_the_figures_of_the_files(full: SweepRun) -> None:
     ]
 
     # the benchmark's row is the backtest's buy-and-hold over the same window and costs
-    (ref,) = rows_of(html, "reference-rows")
+    ref, universe = rows_of(html, "reference-rows")
     assert ref["attrs"]["data-ref"] == "benchmark"
     best = top.index[0]
     bench = json.loads((full.out / "verify" / str(best) / "metrics.json").read_text())["benchmark"]
     for key in ("sharpe", "total_return", "max_drawdown", "trades", "turnover"):
         assert float(cell(ref, key)["attrs"]["data-value"]) == bench[key], key
+    # the universe's row is the event engine's equal-weight buy-and-hold of the five symbols
+    assert universe["attrs"]["data-ref"] == "universe"
+    from engine.config import load_config
+    from engine.metrics import compute_metrics
+    from engine.runner import run_backtest
+
+    held = run_backtest(load_config(full.config, ["strategy.kind=\"buy_and_hold\""])).strategy
+    figures = compute_metrics(held)
+    assert float(cell(universe, "trades")["attrs"]["data-value"]) == figures["trades"] == 5
+    for key in ("sharpe", "total_return", "max_drawdown", "turnover"):
+        assert abs(float(cell(universe, key)["attrs"]["data-value"]) - figures[key]) <= 1e-12, key
+    assert [r["key"] for r in data["references"]] == ["benchmark", "universe"]
 
     # overfitting, in place: DSR, PBO, the CSCV logits and the IS vs OOS Sharpe of every split
     o = over["overfitting"]
@@ -353,14 +365,15 @@ def test_a_section_that_cannot_be_computed_says_why(variant: tuple[str, Path]) -
         by_value = frame.groupby("strategy.entry_threshold")["sharpe"].max()
         assert line["sharpe"]["y"] == [None if math.isnan(v) else v for v in by_value.to_numpy()]
         assert "One swept axis (strategy.entry_threshold)" in html
-        assert rows_of(html, "reference-rows") == [] and data["references"] == []
+        assert [r["attrs"]["data-ref"] for r in rows_of(html, "reference-rows")] == ["universe"]
+        assert [r["key"] for r in data["references"]] == ["universe"]
         assert "no buy &amp; hold QQQ reference: catalog" in html
     else:
         assert over["overfitting"] is None
         assert "overfitting-absent" in html and html.count("--no-stats") >= 2
         assert set(figs) == {"heatmap-0"}  # entry_threshold x trend.sma; stop_loss has one value
         assert len(rows_of(html, "grid-table")) == 1 + 3
-        assert [r["attrs"]["data-ref"] for r in rows_of(html, "reference-rows")] == ["benchmark"]
+        assert [r["attrs"]["data-ref"] for r in rows_of(html, "reference-rows")] == ["benchmark", "universe"]
         assert "annotations" not in figs["heatmap-0"]["layout"] or all(
             not n["text"].startswith("W") for n in figs["heatmap-0"]["layout"]["annotations"]
         )
