@@ -208,6 +208,7 @@ class SigtradeStrategy(Strategy):
         self._record(s, ts, pos_before)
 
     def _decide_bar(self, s: str, bar: Bar, ts: int) -> None:
+        self.observe(s, bar)
         last = self.cfg.last_decision_ns.get(s)
         if last is not None and ts >= last:
             if self.cfg.close_at_end:
@@ -246,8 +247,16 @@ class SigtradeStrategy(Strategy):
     def warm(self, symbol: str, bar: Bar) -> None:
         """Feed a bar from before the trading window (indicators only; no orders)."""
 
+    def observe(self, symbol: str, bar: Bar) -> None:
+        """Update indicators with a bar inside the trading window.
+
+        Called for every such bar before the end-of-run, stop and time-stop checks, so an
+        indicator sees every close even on a bar where a forced exit leaves ``decide``
+        out; the default does nothing.
+        """
+
     def decide(self, symbol: str, bar: Bar) -> None:
-        """Act on a bar inside the trading window."""
+        """Act on a bar inside the trading window (indicators already updated by ``observe``)."""
         raise NotImplementedError
 
     def entry_probability(self, symbol: str) -> float:

@@ -52,15 +52,18 @@ class SmaCross(SigtradeStrategy):
         self.slow = {s: _Sma(config.slow) for s in config.symbols}
         self.size = config.position_size
 
-    def warm(self, symbol: str, bar: Bar) -> None:
-        """Update both averages."""
+    def observe(self, symbol: str, bar: Bar) -> None:
+        """Update both averages (every bar, also one with a forced exit)."""
         c = self.last_close[symbol]
         self.fast[symbol].update(c)
         self.slow[symbol].update(c)
 
+    def warm(self, symbol: str, bar: Bar) -> None:
+        """Update both averages with a bar before the trading window."""
+        self.observe(symbol, bar)
+
     def decide(self, symbol: str, bar: Bar) -> None:
         """Go long on fast > slow, flat otherwise; wait until the slow SMA is full."""
-        self.warm(symbol, bar)
         slow = self.slow[symbol]
         if not slow.ready:
             return

@@ -69,17 +69,6 @@ def _buy_and_hold_gaps(cfg: BacktestConfig) -> list[str]:
     return out
 
 
-def _sma_gaps(cfg: BacktestConfig) -> list[str]:
-    """Forced exits set in *cfg*: on their bars ``strategies.sma_cross`` does not update its averages."""
-    r, out = cfg.risk, []
-    for name in ("stop_loss", "take_profit", "trailing_stop", "drawdown_limit", "daily_loss_limit"):
-        if getattr(r, name) > 0:
-            out.append(f"risk.{name}")
-    if cfg.strategy.max_hold_bars:
-        out.append("strategy.max_hold_bars")
-    return out
-
-
 @dataclass
 class Replay:
     """The fast-path replay of one run and whether it reproduces the run."""
@@ -143,13 +132,6 @@ def build_replay(ctx: Context, fast: FastPath | None = None) -> Replay | None:
             return rep
     else:
         rep = Replay("signal", fast)
-        gaps = _sma_gaps(cfg) if ctx.kind == "sma_cross" else []
-        if gaps:
-            rep.detail = (
-                f"the SMA cross does not update its averages on bars where {', '.join(gaps)} force an exit, so its "
-                "signal depends on the simulation and is not replayed"
-            )
-            return rep
     fills, equity, _ = rep.trace(cfg)
     run = ctx.run
     same_fills = fills_identical(fills, run.fills)

@@ -285,7 +285,9 @@ def test_verdict_states_only_what_the_figures_say(run: tuple[Any, BacktestResult
     ("extra", "replayed", "needle"),
     [
         (['strategy.kind="sma_cross"', "strategy.fast=5", "strategy.slow=30"], True, ""),
-        (['strategy.kind="sma_cross"', "strategy.fast=5", "strategy.slow=30", "risk.stop_loss=0.01"], False, "risk.stop_loss"),
+        # the averages see every close, also on a bar where a stop forces the exit: still replayed
+        (['strategy.kind="sma_cross"', "strategy.fast=5", "strategy.slow=30", "risk.stop_loss=0.01",
+          "strategy.max_hold_bars=20"], True, ""),
         (['strategy.kind="buy_and_hold"'], True, ""),
         (['strategy.kind="buy_and_hold"', "regime.trend.sma=50"], False, "[regime]"),
     ],
@@ -297,6 +299,8 @@ def test_rule_strategies_are_diagnosed_or_say_why_not(
     result = run_backtest(cfg)
     d = diagnose(result, cfg).data
     assert d["replay"]["reproduced"] is replayed, d["replay"]["detail"]
+    if cfg.risk.stop_loss:  # forced exits happened, so the replay was put to the test
+        assert result.strategy.trades["exit_reason"].isin(["stop_loss", "time_stop"]).sum() >= 3
     be = d["costs"]["break_even"]
     assert be["applies"] is replayed
     assert not d["signal_quality"]["applies"] and "no model probabilities" in d["signal_quality"]["reason"]
