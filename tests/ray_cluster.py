@@ -97,6 +97,20 @@ class LocalRayCluster:
         self._wait_nodes(2, timeout)
         return self.address
 
+    def add_node(self, cpus: int = 1, timeout: float = 90.0) -> subprocess.Popen[bytes]:
+        """Start one more node on this cluster (its own process session); return its ``ray start`` process."""
+        lo, hi = _worker_range()
+        alive = sum(1 for p in self.procs if p.poll() is None)
+        self._spawn(f"node{len(self.procs)}", [f"--address={self.address}",
+                                                *self._node_args(free_ports(len(_PORT_FLAGS)), cpus, (lo, hi))])
+        self._wait_nodes(alive + 1, timeout)
+        return self.procs[-1]
+
+    def kill_node(self, proc: subprocess.Popen[bytes]) -> None:
+        """Kill a node at once - raylet, object store and its workers - as a lost machine would go."""
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
     def _wait_port(self, port: int, timeout: float) -> None:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
@@ -127,9 +141,9 @@ class LocalRayCluster:
             out.append(f"[{f.name}] " + f.read_text(errors="replace")[-1500:])
         return "\n".join(out)
 
-    def worker_pids(self, task_name: str) -> list[int]:
-        """PIDs of this cluster's worker processes running a task named *task_name* now."""
-        mine = {p.pid for p in self.procs}
+    def worker_pids(self, task_name: str, node: subprocess.Popen[bytes] | None = None) -> list[int]:
+        """PIDs of this cluster's (or one *node*'s) worker processes running a task named *task_name* now."""
+        mine = {p.pid for p in self.procs} if node is None else {node.pid}
         table = _processes()
         out = []
         for pid, (ppid, cmd) in table.items():

@@ -166,6 +166,41 @@ def test_a_worker_killed_mid_task_is_retried_and_no_row_is_lost_or_doubled(
     _check_batch(out, {k: v for k, v in one_by_one.items() if k.startswith(batch_configs[1].stem)})
 
 
+def test_a_node_lost_mid_task_is_retried_and_no_row_is_lost_or_doubled(
+    ray_cluster: Any, batch_configs: list[Path], one_by_one: dict[str, Any], tmp_path: Path
+) -> None:
+    node = ray_cluster.add_node(cpus=1)  # a third machine, lost while it runs a backtest
+    lost: list[int] = []
+    stop = threading.Event()
+
+    def lose_it() -> None:
+        end = time.monotonic() + 240
+        while not stop.is_set() and time.monotonic() < end:
+            if ray_cluster.worker_pids("sigtrade.backtest", node):
+                time.sleep(0.5)  # mid-task
+                ray_cluster.kill_node(node)
+                lost.append(node.pid)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=lose_it, daemon=True)
+    thread.start()
+    out = tmp_path / "batch"
+    try:
+        proc = sigtrade("backtest", *map(str, batch_configs), *BATCH_GRID, "--out", str(out),
+                        "--cluster", ray_cluster.address)
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+        if node.poll() is None:
+            ray_cluster.kill_node(node)
+    assert lost, "no backtest ran on the extra node"
+    assert proc.returncode == 0, proc.stderr
+    retried = int(proc.stderr.rsplit(" retried", 1)[0].rsplit(" ", 1)[-1])
+    assert retried >= 1 and f"{len(one_by_one)} task(s) on" in proc.stderr, proc.stderr
+    _check_batch(out, one_by_one)
+
+
 def test_cluster_without_ray_says_what_to_install(sweep_config: Path, tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['ray'] = None\n"
