@@ -199,17 +199,24 @@ def export(
     source: Annotated[Path, typer.Argument(help="Run folder (runs/<name>) or its best.pt.")],
     out: Annotated[Path, typer.Option("--out", help="Artifact folder, e.g. models/<name>.")],
     name: Annotated[str | None, typer.Option("--name", help="Model name in the card (default: the folder name).")] = None,
+    gru_graph: Annotated[str, typer.Option(
+        "--gru-graph",
+        help="How a GRU network is written: 'unrolled' (default; about 2x faster on onnxruntime's CPU provider) "
+             "or 'fused' (one ONNX GRU op, for runtimes with a fused kernel such as CUDA). Other architectures "
+             "ignore it.",
+    )] = "unrolled",
 ) -> None:
     """Export a checkpoint (or an RL run's policy) to model.onnx + card.json and validate it."""
     if not source.exists():
         raise ConfigError(f"export: {source} does not exist: give a run folder (runs/<name>) or its best.pt")
     check_output_dir(out, "--out")
-    command = _command("export", str(source), "--out", str(out), *(["--name", name] if name else []))
+    command = _command("export", str(source), "--out", str(out), *(["--name", name] if name else []),
+                       *(["--gru-graph", gru_graph] if gru_graph != "unrolled" else []))
     if (source if source.is_dir() else source.parent).joinpath("rl_config.json").is_file():
         _export_policy(source, out, name, command)
         return
     rexport = _research("export")
-    result = rexport.export(source, out, name=name, command=command)
+    result = rexport.export(source, out, name=name, command=command, gru_graph=gru_graph)
     card = result.card
     tracked = _research("tracking", needs=("mlflow",)).attach_export(source, out) if importlib.util.find_spec("mlflow") else None
     v = card.metrics.get("validation", {})

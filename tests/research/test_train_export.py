@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 
 from engine.cli.app import main  # noqa: E402
 from models.card import load_card, validate_artifact  # noqa: E402
@@ -186,6 +186,23 @@ def test_cli_train_export_evaluate(tiny_catalog: Path, tmp_path: Path, capsys) -
     assert card.training.command == f"{train_cmd} && " + shlex.join(
         ["sigtrade", "export", str(run), "--out", str(model)])
     main(["models", "validate", str(model)])
+    # the fused ONNX GRU op on request, recorded in the card; the same probabilities as the default graph
+    fused = tmp_path / "models" / "tiny_gru_fused"
+    main(["export", str(run), "--out", str(fused), "--gru-graph", "fused"])
+    assert load_card(fused).training.command.endswith(
+        shlex.join(["sigtrade", "export", str(run), "--out", str(fused), "--gru-graph", "fused"]))
+    ops = {g: {n.op_type for n in onnx.load(str(d / "model.onnx")).graph.node}
+           for g, d in (("unrolled", model), ("fused", fused))}
+    assert "GRU" in ops["fused"]
+    assert "GRU" not in ops["unrolled"]
+    windows = np.random.default_rng(0).standard_normal((300, 12, 19)).astype(np.float32)
+    np.testing.assert_allclose(OnnxSignalModel.load(model).predict(windows),
+                               OnnxSignalModel.load(fused).predict(windows), rtol=0, atol=1e-5)
+    with pytest.raises(SystemExit) as exc:
+        main(["export", str(run), "--out", str(tmp_path / "never"), "--gru-graph", "fusd"])
+    assert exc.value.code == 2
+    assert "did you mean 'fused'" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
     out = tmp_path / "eval"
     main(["evaluate", str(model), "--split", "test", "--out", str(out)])
     printed = capsys.readouterr().out
