@@ -1,8 +1,12 @@
 """Benchmark: ONNX inference throughput and latency against the machine's fp32 FLOP bound.
 
-Measured in one run, on models built with ``onnx.helper`` (no torch):
+Measured in one run, on models built with ``onnx.helper`` (no torch), plus - when torch
+(the research extra) is installed - the seed-sized GRU as ``sigtrade export`` writes it
+(the unrolled graph of :mod:`research.unrolled`):
 
-* the machine's fp32 matmul peak: numpy ``A @ B`` (large sgemm) on 1 core and on all cores;
+* the machine's fp32 FLOP bound (:mod:`benchmarks.flops`: the best sgemm of
+  onnxruntime/MLAS and numpy/OpenBLAS over three sizes and several repetitions, on 1 and
+  2 threads; for 2 cores the larger of the measured rate and twice the 1-thread rate);
 * batched scoring through :meth:`OnnxSignalModel.predict` for an MLP ``L*F -> 256 -> 128 ->
   1`` and a seed-sized GRU (2 layers x 128, attention pooling) over ``(N, 24, 19)`` windows:
   chunk sizes swept (best reported) for four layouts - 1 intra-op thread; 2 intra-op
@@ -23,7 +27,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +40,7 @@ import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from benchmarks.flops import describe, gru_net_flops, measure  # noqa: E402
 from models.features import FEATURE_SET  # noqa: E402
 from models.onnx_model import OnnxSignalModel  # noqa: E402
 
@@ -67,45 +71,34 @@ def gru_flops(lookback: int, n_in: int, hidden: int, layers: int, attention: boo
     return flops
 
 
-# --- the machine's bound ---------------------------------------------------------------------
-
-_PEAK_CODE = """
-import time, numpy as np
-n = 2048
-a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-b = np.random.default_rng(1).random((n, n), dtype=np.float32)
-a @ b
-best = 0.0
-for _ in range(5):
-    t = time.perf_counter(); a @ b; dt = time.perf_counter() - t
-    best = max(best, 2 * n**3 / dt)
-print(best)
-"""
-
-
-def matmul_peak(threads: int) -> float:
-    """Best fp32 GFLOP/s of a 2048^3 sgemm with *threads* BLAS threads (fresh process)."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
-    out = subprocess.run([sys.executable, "-c", _PEAK_CODE], env=env, capture_output=True,
-                         text=True, check=True)
-    return float(out.stdout.strip()) / 1e9
-
-
 # --- models ------------------------------------------------------------------------------------
 
 
 def build_models(folder: Path) -> dict[str, Path]:
+    """The benchmark models; with torch (the research extra) also the seed-sized GRU as ``sigtrade export`` writes it."""
     from tests.models.onnx_factory import build_gru, build_mlp, write_artifact
 
     feats = FEATURE_SET.features
-    return {
+    models = {
         "mlp": write_artifact(folder / "bench_mlp", build_mlp(L, F, MLP_HIDDEN),
                               architecture="mlp", lookback=L, features=feats),
         "gru": write_artifact(folder / "bench_gru",
                               build_gru(L, F, GRU_HIDDEN, GRU_LAYERS, attention=True),
                               architecture="gru", lookback=L, features=feats, output_shape=(-1,)),
     }
+    try:
+        import onnx
+        import torch
+
+        from research.export import onnx_bytes
+        from research.nets import RecurrentNet
+    except ImportError:
+        return models
+    torch.manual_seed(0)
+    net = RecurrentNet(L, F, hidden=GRU_HIDDEN, layers=GRU_LAYERS, cell="gru", attention=True).eval()
+    models["gru_export"] = write_artifact(folder / "bench_gru_export", onnx.load_from_string(onnx_bytes(net)),
+                                          architecture="gru", lookback=L, features=feats, output_shape=(-1,))
+    return models
 
 
 def windows(n: int, lookback: int = L, n_features: int = F, seed: int = 0) -> np.ndarray:
@@ -209,14 +202,17 @@ def main() -> None:
     if load > 0.5:
         console.print(f"[yellow]load average {load:.1f}: other processes compete for the cores; "
                       f"the figures below are lower bounds[/]")
-    peak1, peakn = matmul_peak(1), matmul_peak(cores)
-    console.print(f"fp32 sgemm peak: {peak1:.1f} GFLOP/s on 1 core, {peakn:.1f} GFLOP/s on {cores} cores")
+    bound = measure(min(2, cores))
+    peak1, peakn = bound.wall_for(1), bound.wall_for(min(2, cores))
+    console.print(describe(bound))
 
     flops = {"mlp": mlp_flops(L * F, MLP_HIDDEN),
-             "gru": gru_flops(L, F, GRU_HIDDEN, GRU_LAYERS, attention=True)}
-    names = {"mlp": f"MLP {L * F}-256-128-1", "gru": f"GRU {GRU_LAYERS}x{GRU_HIDDEN} + attention"}
-    chunks = {"mlp": (512, 1024, 2048, 4096), "gru": (32, 64, 128, 256)}
-    n_windows = {"mlp": 16384, "gru": 2048}
+             "gru": gru_flops(L, F, GRU_HIDDEN, GRU_LAYERS, attention=True),
+             "gru_export": gru_net_flops(L, F, GRU_HIDDEN, GRU_LAYERS, True, 0)}
+    names = {"mlp": f"MLP {L * F}-256-128-1", "gru": f"GRU {GRU_LAYERS}x{GRU_HIDDEN} + attention (fused GRU op)",
+             "gru_export": f"GRU {GRU_LAYERS}x{GRU_HIDDEN} + attention (unrolled, sigtrade export)"}
+    chunks = {"mlp": (512, 1024, 2048, 4096), "gru": (32, 64, 128, 256), "gru_export": (64, 128, 256, 512)}
+    n_windows = {"mlp": 16384, "gru": 2048, "gru_export": 2048}
     layouts = [(1, 1), (2, 1), (1, 2)]  # (intra-op threads, concurrent runs)
 
     table = Table(title=f"batched scoring, (N, {L}, {F}) float32 windows, OnnxSignalModel.predict")

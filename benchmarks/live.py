@@ -12,11 +12,16 @@ Prints, in one run:
    rows - the same computation per window) over a 143-symbol synthetic sample, with stops
    and a time stop on; per bar time, the strategy's time over its 143 ``on_bar`` calls
    (features + ensemble + overlays + decisions + order submission), p50 / p99.
-3. **GRU batched samples/s as a share of the fp32 FLOP bound**, measured as
-   ``benchmarks/inference.py`` measures it (numpy sgemm peak, FLOPs counted analytically,
-   wall clock), for the seed-sized GRU (2 x 128 + attention) and the shipped ``demo_gru``,
-   on 1 core and on 2 cores (two concurrent single-threaded runs); also per CPU-second of
-   the thread that ran it, which other processes on the machine do not distort.
+3. **GRU batched samples/s as a share of the fp32 FLOP bound** (:mod:`benchmarks.flops`:
+   the best sgemm of onnxruntime/MLAS and numpy/OpenBLAS over three sizes and several
+   repetitions, measured in this run; FLOPs counted analytically, matmuls only), for the
+   shipped ``demo_gru`` and a seed-sized GRU (2 x 128 + attention), each as the unrolled
+   graph ``sigtrade export`` writes now and as the fused ONNX ``GRU`` op it wrote before
+   (same weights); on 1 core and on 2 cores (two concurrent single-threaded runs, and one
+   run with 2 intra-op threads); per wall second and per CPU-second of the process (which
+   other processes on the machine do not distort); the ``predict_universe`` latency of the
+   same graphs; and where one chunk's time goes by op class (the onnxruntime profiler).
+   Needs the research extra (torch rebuilds the graphs).
 4. **Streaming vs batch backtest** of the 30-symbol real hourly universe (``../shared/data``),
    same orders asserted, wall time of each.
 
@@ -47,7 +52,7 @@ from models.indicators import OBV_WINDOW, assemble, indicators  # noqa: E402
 from models.streaming import UniverseFeatures  # noqa: E402
 from strategies.signal import SignalStrategy  # noqa: E402
 
-console = Console(width=150)
+console = Console(width=200)
 UNIVERSE = 143
 HISTORIES = (500, 5_000, 50_000)
 REAL = Path(os.environ.get("SIGTRADE_REAL_DATA", str(ROOT.parent / "shared" / "data"))) / "equities" / "hourly" / "market-base"
@@ -219,91 +224,254 @@ def latency_table(tmp: Path, quick: bool) -> tuple[Table, str]:
 
 # --- 3. the GRU and the FLOP bound ---------------------------------------------------------------
 
-
-def shipped_gru_flops(lookback: int, n_in: int, hidden: int, embed: int) -> int:
-    """FLOPs per window of research.nets' GRU with attention pooling (1 layer): matmuls only."""
-    gru = lookback * 2 * 3 * hidden * (n_in + hidden)
-    attention = lookback * (2 * hidden * hidden + 2 * hidden) + lookback * 2 * hidden  # proj + score, weighted sum
-    return gru + attention + 2 * (hidden + embed)
+GRU_CHUNKS = (128, 256, 512, 1024, 2048, 4096)
 
 
-def cpu_rate(model: Any, x: np.ndarray, chunk: int, ids: np.ndarray | None) -> float:
-    """Windows per CPU-second of the calling thread (best of 3 passes)."""
-    model.predict(x[:chunk], None if ids is None else ids[:chunk], chunk_size=chunk)
-    best = 0.0
-    for _ in range(3):
-        t = time.thread_time()
+def artifact(src: Path, blob: bytes, dst: Path) -> Path:
+    """A copy of the artifact *src* with its graph replaced by *blob* (same card, new hash)."""
+    import hashlib
+
+    dst.mkdir(parents=True, exist_ok=True)
+    (dst / "model.onnx").write_bytes(blob)
+    card = json.loads((src / "card.json").read_text())
+    card.update(name=dst.name, onnx_sha256=hashlib.sha256(blob).hexdigest())
+    (dst / "card.json").write_text(json.dumps(card, indent=2))
+    return dst
+
+
+def gru_models(tmp: Path) -> list[tuple[str, str, Path, int, tuple[int, int, int, int, bool, int]]]:
+    """(model, graph, artifact, FLOPs per window, net shape): the shipped demo_gru and a seed-sized GRU, both graphs.
+
+    The net shape is ``(lookback, features, hidden, layers, attention, embedding width)``.
+
+    The shipped demo_gru's "before" graph is its own weights (read back from the unrolled graph)
+    exported as the fused ONNX ``GRU`` op, as ``sigtrade export`` wrote it before.
+    """
+    import onnx
+    import torch
+
+    from benchmarks import flops
+    from models.features import FEATURE_SET
+    from research.export import onnx_bytes, with_metadata
+    from research.nets import RecurrentNet
+    from research.unrolled import net_from_artifact
+    from tests.models.onnx_factory import write_artifact
+
+    shipped = ROOT / "models" / "demo_gru"
+    net = net_from_artifact(shipped)
+    blob = onnx.load(str(shipped / "model.onnx"))
+    meta = {p.key: p.value for p in blob.metadata_props}
+    demo_fused = artifact(shipped, with_metadata(onnx_bytes(net, gru_graph="fused"), meta), tmp / "demo_gru_fused")
+    hidden = net.rnn.hidden_size
+    demo_shape = (net.lookback, net.n_features, hidden, net.rnn.num_layers, net.pool is not None, net.embedding_dim)
+    demo_flops = flops.gru_net_flops(*demo_shape)
+    torch.manual_seed(0)
+    seed = RecurrentNet(net.lookback, net.n_features, hidden=128, layers=2, cell="gru", attention=True).eval()
+    seed_shape = (seed.lookback, seed.n_features, 128, 2, True, 0)
+    seed_flops = flops.gru_net_flops(*seed_shape)
+    feats = FEATURE_SET.features
+    folders = {g: write_artifact(tmp / f"seed_gru_{g}", onnx.load_from_string(onnx_bytes(seed, gru_graph=g)), architecture="gru",
+                                 lookback=seed.lookback, features=feats, output_shape=(-1,)) for g in ("fused", "unrolled")}
+    demo = f"shipped demo_gru (1x{hidden} + attention, asset embedding)"
+    return [(demo, "fused ONNX GRU op (before)", demo_fused, demo_flops, demo_shape),
+            (demo, "unrolled (shipped)", shipped, demo_flops, demo_shape),
+            ("seed-sized GRU 2x128 + attention", "fused ONNX GRU op (before)", folders["fused"], seed_flops, seed_shape),
+            ("seed-sized GRU 2x128 + attention", "unrolled", folders["unrolled"], seed_flops, seed_shape)]
+
+
+def both_rates(model: Any, x: np.ndarray, ids: np.ndarray | None, chunk: int, repeats: int) -> tuple[float, float]:
+    """Best windows per wall second and per CPU-second (process, all threads) of ``model.predict`` over *x*."""
+    model.predict(x[: 2 * chunk], None if ids is None else ids[: 2 * chunk], chunk_size=chunk)
+    wall = cpu = 0.0
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
         model.predict(x, ids, chunk_size=chunk)
-        best = max(best, len(x) / (time.thread_time() - t))
-    return best
+        wall = max(wall, len(x) / (time.perf_counter() - t))
+        cpu = max(cpu, len(x) / max(time.process_time() - c, 1e-9))
+    return wall, cpu
 
 
-def sgemm_cpu_peak() -> float:
-    """GFLOP per CPU-second of a single-threaded 1024^3 sgemm (best of 5)."""
-    import threadpoolctl
+def time_by_op(path: Path, x: np.ndarray, ids: np.ndarray | None, runs: int) -> dict[str, float]:
+    """Microseconds per run by op class from onnxruntime's profiler (median of each node over *runs*)."""
+    import onnxruntime as ort
 
-    n = 1024
-    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    with threadpoolctl.threadpool_limits(1):
-        a @ a
-        best = 0.0
-        for _ in range(5):
-            t = time.thread_time()
-            a @ a
-            best = max(best, 2 * n**3 / (time.thread_time() - t))
-    return best / 1e9
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.enable_profiling = True
+    options.log_severity_level = 3
+    options.profile_file_prefix = str(path.parent / f"profile_{path.name}")
+    session = ort.InferenceSession(str(path / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    feeds: dict[str, np.ndarray] = {"features": x}
+    if ids is not None:
+        feeds["asset_id"] = ids
+    for _ in range(runs):
+        session.run(None, feeds)
+    events = json.loads(Path(session.end_profiling()).read_text())
+    per_node: dict[str, list[float]] = {}
+    kind: dict[str, str] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per_node.setdefault(e["name"], []).append(float(e["dur"]))
+            kind[e["name"]] = e["args"]["op_name"]
+    classes = {"Gemm": "GEMM", "FusedGemm": "GEMM", "MatMul": "GEMM", "Sigmoid": "activation", "Tanh": "activation",
+               "Softmax": "activation", "Mul": "gating arithmetic", "Add": "gating arithmetic",
+               "Sub": "gating arithmetic", "ReduceSum": "gating arithmetic", "GRU": "fused GRU kernel"}
+    out: dict[str, float] = {}
+    for name, durations in per_node.items():
+        cls = classes.get(kind[name], "copies and shapes")
+        out[cls] = out.get(cls, 0.0) + float(np.median(durations))
+    return out
 
 
-def gru_table(tmp: Path, quick: bool) -> tuple[Table, str]:
-    from benchmarks.inference import (
-        GRU_HIDDEN,
-        GRU_LAYERS,
-        F,
-        L,
-        build_models,
-        gru_flops,
-        matmul_peak,
-        rate,
-        windows,
-    )
+def gemm_ceiling(lookback: int, n_in: int, hidden: int, layers: int, attention: bool, embed: int, batch: int,
+                 repeats: int) -> tuple[float, int]:
+    """CPU-seconds per run and FLOPs of a graph holding only the GEMMs of the unrolled GRU graph.
+
+    Same shapes and count as :mod:`research.unrolled` writes them (first step ``[B, in] x [in, H]`` x 3;
+    later steps ``[B, in+H] x [in+H, H]`` x 2 with their sigmoid, ``[B, in] x [in, H]``, ``[B, H] x [H, H]``;
+    attention ``[L*B, H] x [H, H]`` with its tanh and ``[L*B, H] x [H, 1]``; the head), each reading a
+    graph input, the outputs of one shape bound to one preallocated buffer (cache-resident, as the real
+    graph's memory plan reuses its buffers): no gating arithmetic, no copies.
+    """
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    specs: list[tuple[int, int, int, str | None]] = []
+    width = n_in
+    for _ in range(layers):
+        specs += [(batch, width, hidden, "Sigmoid")] * 2 + [(batch, width, hidden, None)]
+        specs += [(batch, width + hidden, hidden, "Sigmoid"), (batch, width + hidden, hidden, "Sigmoid"),
+                  (batch, width, hidden, None), (batch, hidden, hidden, None)] * (lookback - 1)
+        width = hidden
+    if attention:
+        specs += [(lookback * batch, hidden, hidden, "Tanh"), (lookback * batch, hidden, 1, None)]
+    specs.append((batch, hidden + embed, 1, None))
+    rng = np.random.default_rng(0)
+    nodes, inits, outputs = [], [], []
+    inputs: dict[tuple[int, int], str] = {}
+    for i, (m, k, n, act) in enumerate(specs):
+        a = inputs.setdefault((m, k), f"a{m}x{k}")
+        inits += [numpy_helper.from_array((rng.standard_normal((k, n)) * 0.1).astype(np.float32), f"w{i}"),
+                  numpy_helper.from_array(np.zeros(n, np.float32), f"b{i}")]
+        nodes.append(helper.make_node("Gemm", [a, f"w{i}", f"b{i}"], [f"g{i}" if act else f"y{i}"]))
+        if act:
+            nodes.append(helper.make_node(act, [f"g{i}"], [f"y{i}"]))
+        outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [m, n]))
+    graph = helper.make_graph(nodes, "gemms", [helper.make_tensor_value_info(v, TensorProto.FLOAT, list(k))
+                                               for k, v in inputs.items()], outputs, initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    binding = session.io_binding()
+    for (m, k), name in inputs.items():
+        binding.bind_cpu_input(name, rng.standard_normal((m, k)).astype(np.float32))
+    buffers: dict[tuple[int, int], Any] = {}  # one buffer per shape, as the real graph's memory plan reuses them
+    for i, (m, _, n, _) in enumerate(specs):
+        buffer = buffers.setdefault((m, n), ort.OrtValue.ortvalue_from_numpy(np.empty((m, n), np.float32)))
+        binding.bind_ortvalue_output(f"y{i}", buffer)
+    session.run_with_iobinding(binding)
+    start = time.perf_counter()
+    session.run_with_iobinding(binding)
+    calls = max(1, int(0.2 / max(time.perf_counter() - start, 1e-6)))
+    best = float("inf")
+    for _ in range(repeats):
+        c = time.process_time()
+        for _ in range(calls):
+            session.run_with_iobinding(binding)
+        best = min(best, (time.process_time() - c) / calls)
+    return best, sum(2 * m * k * n for m, k, n, _ in specs)
+
+
+def gru_table(tmp: Path, quick: bool) -> tuple[list[Table], str]:
+    from benchmarks.flops import describe, measure
+    from benchmarks.inference import latency, windows
     from models.onnx_model import OnnxSignalModel
 
-    cores = os.cpu_count() or 1
-    secs = 0.4 if quick else 1.0
-    peak1, peakn = matmul_peak(1), matmul_peak(min(2, cores))
-    cpu_peak = sgemm_cpu_peak()
-    seed_gru = build_models(tmp / "bench")["gru"]
-    shipped = ROOT / "models" / "demo_gru"
-    card = json.loads((shipped / "card.json").read_text())
-    models = {
-        f"seed-sized GRU {GRU_LAYERS}x{GRU_HIDDEN} + attention": (seed_gru, gru_flops(L, F, GRU_HIDDEN, GRU_LAYERS, True)),
-        "shipped demo_gru (1x32 + attention, asset embedding)": (shipped, shipped_gru_flops(card["lookback"], F, 32, 4)),
-    }
-    table = Table(title="GRU batched scoring: samples/s and share of the fp32 FLOP bound (OnnxSignalModel.predict)")
-    for col in ("model", "MFLOP/window", "layout", "best chunk", "samples/s", "% of bound (wall)",
-                "% of 1-core bound per CPU-second"):
-        table.add_column(col, justify="left" if col in ("model", "layout") else "right")
-    for name, (path, flops) in models.items():
+    cores = min(2, os.cpu_count() or 1)
+    repeats = 3 if quick else 5
+    bound = measure(cores)
+    try:
+        rows = gru_models(tmp / "gru")
+    except ImportError as exc:  # torch (the research extra) rebuilds the graphs
+        return [Table(title=f"GRU vs the FLOP bound: needs the research extra ({exc}); pip install -e '.[research]'")], ""
+    layouts = [(1, 1, "1 core: 1 run x 1 thread")]
+    if cores >= 2:
+        layouts += [(1, 2, "2 cores: 2 concurrent runs x 1 thread"), (2, 1, "2 cores: 1 run x 2 intra-op threads")]
+    lat = Table(title="the same graphs on the streaming path: OnnxSignalModel.predict_universe latency, 1 thread (ms)")
+    for col in ("model", "graph", "1 window p50", f"{UNIVERSE} windows p50", f"{UNIVERSE} windows p99"):
+        lat.add_column(col, justify="left" if col in ("model", "graph") else "right")
+    rates: list[tuple[str, str, int, int, str, int, float, float]] = []
+    best_chunk: dict[Path, int] = {}
+    for name, graph, path, flops, _ in rows:
         probe = OnnxSignalModel.load(path)
-        ids_all = None
+        n = 8192 if flops < 1e6 else 2048
+        x = windows(n, probe.lookback, probe.n_features)
+        ids = None
         if probe.card.asset_map:
-            ids_all = np.resize(np.array(sorted(probe.card.asset_map.values()), np.int64), 2048)
-        x = windows(2048, probe.lookback, probe.n_features)
-        for threads, workers in ((1, 1), (1, 2)):
-            if threads * workers > cores:
-                continue
+            ids = np.resize(np.array(sorted(probe.card.asset_map.values()), np.int64), n)
+        for threads, workers, layout in layouts:
             model = OnnxSignalModel.load(path, threads=threads, workers=workers)
-            best = max((rate(model, x, c, secs, ids_all), c) for c in (32, 64, 128, 256))
-            bound = peak1 if threads * workers == 1 else peakn
-            per_cpu = ""
-            if workers == 1:
-                per_cpu = f"{100 * cpu_rate(model, x, best[1], ids_all) * flops / 1e9 / cpu_peak:.0f} %"
-            layout = "1 core: 1 run x 1 thread" if workers == 1 else f"{workers} cores: {workers} concurrent runs x 1 thread"
-            table.add_row(name, f"{flops / 1e6:.2f}", layout, str(best[1]), f"{best[0]:,.0f}",
-                          f"{100 * best[0] * flops / 1e9 / bound:.0f} %", per_cpu)
-    note = (f"bound: numpy sgemm peak {peak1:.1f} GFLOP/s on 1 core, {peakn:.1f} on {min(2, cores)} (wall clock, as "
-            f"benchmarks/inference.py); {cpu_peak:.1f} GFLOP per CPU-second on 1 thread")
-    return table, note
+            chunks = GRU_CHUNKS if (threads, workers) == (1, 1) else (best_chunk[path], 1024)
+            results = {c: both_rates(model, x, ids, c, repeats) for c in dict.fromkeys(chunks)}
+            chunk = max(results, key=lambda c: results[c][1])
+            if (threads, workers) == (1, 1):
+                best_chunk[path] = chunk
+            rates.append((name, graph, flops, threads * workers, layout, chunk, *results[chunk]))
+        model = OnnxSignalModel.load(path)
+        one, uni = x[:1], x[:UNIVERSE]
+        one_ids, uni_ids = (None, None) if ids is None else (ids[:1], ids[:UNIVERSE])
+        p1, _ = latency(lambda m=model, w=one, i=one_ids: m.predict_universe(w, i), 100 if quick else 300)
+        u50, u99 = latency(lambda m=model, w=uni, i=uni_ids: m.predict_universe(w, i), 100 if quick else 300)
+        lat.add_row(name, graph, f"{p1:.3f}", f"{u50:.2f}", f"{u99:.2f}")
+
+    # why the unrolled graphs stop where they do: their GEMMs alone, and where the time goes
+    ceilings: dict[Path, tuple[float, int, str]] = {}
+    for _, graph, path, _, shape in rows:
+        if "unrolled" not in graph:
+            continue
+        chunk = best_chunk[path]
+        seconds, gemm_flops = gemm_ceiling(*shape, chunk, repeats)
+        probe = OnnxSignalModel.load(path)
+        x = windows(chunk, probe.lookback, probe.n_features)
+        ids = np.resize(np.array(sorted(probe.card.asset_map.values()), np.int64), chunk) if probe.card.asset_map else None
+        parts = time_by_op(path, x, ids, 10 if quick else 30)
+        total = sum(parts.values())
+        shares = " / ".join(f"{100 * parts.get(k, 0.0) / total:.0f} %" for k in
+                            ("GEMM", "activation", "gating arithmetic", "copies and shapes"))
+        ceilings[path] = (seconds, gemm_flops, shares)
+
+    bound = bound.merged(measure(cores))  # the bound is a best rate: keep the better of before and after
+    table = Table(title="GRU batched scoring (OnnxSignalModel.predict) as a share of the fp32 FLOP bound")
+    for col in ("model", "graph", "MFLOP/window", "layout", "best chunk", "windows/s (wall)", "% bound (wall)",
+                "windows per CPU-s", "% bound (per CPU-s)"):
+        table.add_column(col, justify="left" if col in ("model", "graph", "layout") else "right")
+    for name, graph, flops, used, layout, chunk, wall, cpu in rates:
+        table.add_row(name, graph, f"{flops / 1e6:.2f}", layout, str(chunk), f"{wall:,.0f}",
+                      f"{100 * wall * flops / 1e9 / bound.wall_for(used):.0f} %", f"{cpu:,.0f}",
+                      f"{100 * cpu * flops / 1e9 / bound.cpu:.0f} %")
+    why = Table(title="why the unrolled GRU stops short of the bound (1 thread, best chunk)")
+    for col in ("model", "chunk", "whole graph (per CPU-s)", "its GEMM nodes alone (per CPU-s)",
+                "time by op class (profiler): GEMM / activation / gating arithmetic / copies and shapes"):
+        why.add_column(col, justify="left" if col == "model" else "right")
+    for name, graph, path, flops, _ in rows:
+        if path not in ceilings:
+            continue
+        seconds, gemm_flops, shares = ceilings[path]
+        cpu = next(r[7] for r in rates if r[0] == name and r[1] == graph and r[3] == 1)
+        why.add_row(name, str(best_chunk[path]), f"{100 * cpu * flops / 1e9 / bound.cpu:.0f} %",
+                    f"{100 * gemm_flops / seconds / 1e9 / bound.cpu:.0f} %", shares)
+    note = (f"{describe(bound)}. % bound (per CPU-s) = windows per CPU-second of the process x FLOPs / the "
+            f"1-thread bound per CPU-second (immune to other processes taking the cores; on 2 cores it includes the "
+            f"cost of the second thread); % bound (wall) = windows/s x FLOPs / the wall bound of the cores used "
+            f"(a lower bound while other processes hold cores). "
+            f"'its GEMM nodes alone': a graph of only the unrolled graph's GEMMs (same shapes, with the sigmoid/tanh "
+            f"onnxruntime fuses into them; outputs bound to preallocated buffers) - the most the model could reach if "
+            f"every other node were free. Profiler shares are of the profiled run (the profiler adds its own cost per "
+            f"node)")
+    return [table, lat, why], note
 
 
 # --- 4. streaming vs batch on the real universe ------------------------------------------------
@@ -372,8 +540,9 @@ def main() -> None:
             console.print(features_table(args.quick))
         for name, fn in (("latency", latency_table), ("gru", gru_table), ("real", real_table)):
             if name in sections:
-                table, note = fn(tmp, args.quick)
-                console.print(table)
+                tables, note = fn(tmp, args.quick)
+                for table in tables if isinstance(tables, list) else [tables]:
+                    console.print(table)
                 if note:
                     console.print(f"  {note}")
     finally:
