@@ -291,22 +291,27 @@ def both_rates(model: Any, x: np.ndarray, ids: np.ndarray | None, chunk: int, re
     return wall, cpu
 
 
-def time_by_op(path: Path, x: np.ndarray, ids: np.ndarray | None, runs: int) -> dict[str, float]:
-    """Microseconds per run by op class from onnxruntime's profiler (median of each node over *runs*)."""
+def time_by_op(path: Path, x: np.ndarray, ids: np.ndarray | None, runs: int, scratch: Path) -> dict[str, float]:
+    """Microseconds per run by op class from onnxruntime's profiler (median of each node over *runs*).
+
+    The profile file goes to the folder *scratch* (never beside the model) and is removed.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.enable_profiling = True
     options.log_severity_level = 3
-    options.profile_file_prefix = str(path.parent / f"profile_{path.name}")
+    options.profile_file_prefix = str(scratch / f"profile_{path.name}")
     session = ort.InferenceSession(str(path / "model.onnx"), options, providers=["CPUExecutionProvider"])
     feeds: dict[str, np.ndarray] = {"features": x}
     if ids is not None:
         feeds["asset_id"] = ids
     for _ in range(runs):
         session.run(None, feeds)
-    events = json.loads(Path(session.end_profiling()).read_text())
+    profile = Path(session.end_profiling())
+    events = json.loads(profile.read_text())
+    profile.unlink()
     per_node: dict[str, list[float]] = {}
     kind: dict[str, str] = {}
     for e in events:
@@ -437,7 +442,7 @@ def gru_table(tmp: Path, quick: bool) -> tuple[list[Table], str]:
         probe = OnnxSignalModel.load(path)
         x = windows(chunk, probe.lookback, probe.n_features)
         ids = np.resize(np.array(sorted(probe.card.asset_map.values()), np.int64), chunk) if probe.card.asset_map else None
-        parts = time_by_op(path, x, ids, 10 if quick else 30)
+        parts = time_by_op(path, x, ids, 10 if quick else 30, tmp)
         total = sum(parts.values())
         shares = " / ".join(f"{100 * parts.get(k, 0.0) / total:.0f} %" for k in
                             ("GEMM", "activation", "gating arithmetic", "copies and shapes"))

@@ -53,8 +53,11 @@ CUDA = "CUDAExecutionProvider"
 def default_chunk_size(architecture: str) -> int:
     """Windows per onnxruntime call: 1024 for MLPs, 128 for recurrent nets, 256 otherwise.
 
-    Measured on 2 Zen 4 cores (``benchmarks/inference.py``): an MLP gains up to ~1024
-    windows a call, a GRU peaks at 64-256 (the recurrent state stays in cache).
+    Measured on 2 Zen 4 cores (``benchmarks/inference.py``, ``benchmarks/live.py``): an MLP
+    gains up to ~1024 windows a call; a GRU - the fused ONNX op and the unrolled graph
+    ``sigtrade export`` writes now alike - is best at 128-512 windows (within the noise of
+    a shared machine; the per-step tensors stay in L2) and no faster at 1024-4096, so a
+    larger chunk buys nothing.
     """
     arch = architecture.lower()
     if arch == "mlp":
