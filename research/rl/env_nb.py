@@ -309,6 +309,23 @@ def step_one_nb(
 
 
 @njit(cache=True, _nrt=False)
+def step_range_nb(
+    lo: int, hi: int, actions: np.ndarray, active: np.ndarray, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray,
+    si: np.ndarray, features: np.ndarray, close: np.ndarray, high: np.ndarray, low: np.ndarray, mark: np.ndarray,
+    bid: np.ndarray, ask: np.ndarray, ref: np.ndarray, prob: np.ndarray,
+    obs: np.ndarray, mask: np.ndarray, reward: np.ndarray, done: np.ndarray, info: np.ndarray,
+    fills: np.ndarray, n_fills: np.ndarray,
+) -> None:
+    """:func:`step_one_nb` for the active episodes ``lo .. hi - 1``, in order, on the calling thread."""
+    flat = features.reshape(-1)
+    n_feat = features.shape[1]
+    for i in range(lo, hi):
+        if active[i]:
+            step_one_nb(i, actions[i], fp, ip, sf, si, flat, n_feat, close, high, low, mark, bid, ask, ref, prob,
+                        obs, mask, reward, done, info, fills, n_fills)
+
+
+@njit(cache=True, _nrt=False)
 def step_nb(
     actions: np.ndarray, active: np.ndarray, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: np.ndarray,
     features: np.ndarray, close: np.ndarray, high: np.ndarray, low: np.ndarray, mark: np.ndarray,
@@ -321,12 +338,8 @@ def step_nb(
     A finished episode (``done[i]``) keeps its last observation; the caller resets it or
     marks it inactive (inactive episodes are not stepped).
     """
-    flat = features.reshape(-1)
-    n_feat = features.shape[1]
-    for i in range(actions.shape[0]):
-        if active[i]:
-            step_one_nb(i, actions[i], fp, ip, sf, si, flat, n_feat, close, high, low, mark, bid, ask, ref, prob,
-                        obs, mask, reward, done, info, fills, n_fills)
+    step_range_nb(0, actions.shape[0], actions, active, fp, ip, sf, si, features, close, high, low, mark, bid, ask,
+                  ref, prob, obs, mask, reward, done, info, fills, n_fills)
 
 
 @njit(cache=True, parallel=True, _nrt=False)
@@ -337,16 +350,15 @@ def step_parallel_nb(
     obs: np.ndarray, mask: np.ndarray, reward: np.ndarray, done: np.ndarray, info: np.ndarray,
     fills: np.ndarray, n_fills: np.ndarray,
 ) -> None:
-    """:func:`step_nb` with the episodes split in chunks ``bounds[c] .. bounds[c + 1] - 1``, one thread each.
+    """:func:`step_nb` with the episodes split in chunks ``bounds[c] .. bounds[c + 1] - 1``, one task each.
 
     Episodes are independent and each writes only its own rows, so the result is the
-    serial one bit for bit, whatever the thread count. Chunk bounds on multiples of 64
-    episodes keep threads off each other's cache lines; nothing is allocated.
+    serial one bit for bit, whatever the thread count. Nothing is allocated and no
+    reference count is touched (``_nrt=False``: with numba's reference counting on, every
+    array view increments the shared parent's count atomically, and two threads fight
+    over that cache line); chunks cut on multiples of 64 episodes keep the threads off
+    each other's cache lines. The loop body is one call, so the parallel compile is quick.
     """
-    flat = features.reshape(-1)
-    n_feat = features.shape[1]
     for c in prange(bounds.shape[0] - 1):
-        for i in range(bounds[c], bounds[c + 1]):
-            if active[i]:
-                step_one_nb(i, actions[i], fp, ip, sf, si, flat, n_feat, close, high, low, mark, bid, ask, ref,
-                            prob, obs, mask, reward, done, info, fills, n_fills)
+        step_range_nb(bounds[c], bounds[c + 1], actions, active, fp, ip, sf, si, features, close, high, low, mark,
+                      bid, ask, ref, prob, obs, mask, reward, done, info, fills, n_fills)
