@@ -88,15 +88,15 @@ def kernel_case(market: Market, cfg: RLConfig, n: int, steps: int) -> Case:
         starts.append(int(rng.integers(s.first, s.last_bar - steps - 1)))
     env = TradingVecEnv(market, cfg, episodes=[(k, k + steps + 2) for k in starts])
     m = env.market
-    args = (env.active, env.fp, env.ip, env.sf, env.si, m.features, m.close, m.high, m.low, m.mark, m.bid, m.ask,
-            m.ref, m.prob, env.obs, env.mask, env.reward, env.done, env.info, env.fills, env.n_fills)
 
     def run() -> tuple[int, float]:
         acts = rng.integers(0, 2, (steps, n))
-        env.reset()
+        obs, _ = env.reset()
+        args = (env.active, env.fp, env.ip, env.sf, env.si, m.features, env.bars, obs, obs, env.mask, env.reward,
+                env.done, env.info, env.fills, env.n_fills)
         t0 = time.perf_counter()
         for a in acts:
-            E.step_nb(a, *args)
+            E.step_nb(a, *args)  # observations in place (prev = obs): the kernel's own work only
         dt = time.perf_counter() - t0
         assert not env.done.any()
         return n * steps, dt
@@ -206,7 +206,7 @@ def main() -> None:
             "python": python_case(market, cfg, 6000 // scale),
             "kernel": kernel_case(market, cfg, 1024, per_rep // 1024),
         }
-        for n in (16, 64, 256, 1024, 4096):
+        for n in (16, 64, 256, 512, 1024, 4096):
             cases[f"env{n}"] = env_case(market, cfg, n, max(20, per_rep // n))
             rows.append((f"env{n}", "numba TradingVecEnv.step", f"{n:,}", "1 thread"))
         for n in (1024, 4096):

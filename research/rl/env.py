@@ -31,14 +31,19 @@ finished episodes within :meth:`step` (their last observation in
 ``info["final_observation"]``). Fixed mode (``episodes=[(start_row, end_row), ...]``)
 runs exactly those episodes once each; finished ones stay finished.
 
-Speed: one :meth:`step` is one kernel call over every episode, writing observations,
-masks, rewards and info into preallocated arrays (nothing is allocated in the kernel),
-plus one copy of the observations for the caller. Per episode-step the kernel costs
-about 0.1 us on one core, so the fixed cost of a call (~15 us of Python and dispatch)
-dominates below a few hundred episodes per call: ``benchmarks/rl_env.py`` shows the
-rate against ``n_envs``. ``threads > 1`` splits the episodes in that many chunks on
-numba's thread pool (bit-identical results; it pays only on idle cores, and
-:func:`research.rl.train.train` keeps one thread because PPO's network needs the cores).
+Speed: one :meth:`step` is one kernel call over every episode (plus one that draws and
+starts the episodes that finished), writing masks, rewards and info into preallocated
+arrays and the observations straight into the new array the step returns: nothing is
+allocated in the kernels and the observations are not copied. An observation array
+handed out is never written again by the environment (but a finished episode's row is
+carried over from the previous array: do not modify returned observations in place).
+Per episode-step the kernel costs about 0.08 us on one core, so the fixed cost of a call
+(~6-10 us of Python and dispatch) dominates below a few hundred episodes per call:
+``benchmarks/rl_env.py`` shows the rate against ``n_envs``. ``threads > 1`` splits the
+episodes in that many chunks on numba's thread pool (bit-identical results); it pays
+only with thousands of episodes on idle cores: on a busy machine every call waits for the
+second thread to be scheduled, and PPO's network wants the other core anyway
+(:func:`research.rl.train.train_rl` steps on one thread).
 """
 
 from __future__ import annotations
@@ -176,11 +181,11 @@ class TradingVecEnv(gym.vector.VectorEnv):  # type: ignore[misc]
             raise DataError(f"threads = {threads}: expected 1 .. 256 (1 = step on the calling thread)")
         self.threads = int(threads)
         self._bounds = _chunk_bounds(n, self.threads)
-        m = market
-        # the kernel's arguments after the actions, in its order (built once: a step passes them as they are)
-        self._args = (self.active, self.fp, self.ip, self.sf, self.si, m.features, m.close, m.high, m.low, m.mark,
-                      m.bid, m.ask, m.ref, m.prob, self.obs, self.mask, self.reward, self.done, self.info,
-                      self.fills, self.n_fills)
+        self.bars = np.ascontiguousarray(np.stack([getattr(market, f) for f in E.BAR_FIELDS], axis=1))
+        """The market's per-bar quotes a step reads (:data:`research.rl.env_nb.BAR_FIELDS`), one row a bar."""
+        # the kernel's arguments around the observation arrays, in its order (built once)
+        self._head = (self.active, self.fp, self.ip, self.sf, self.si, market.features, self.bars)
+        self._tail = (self.mask, self.reward, self.done, self.info, self.fills, self.n_fills)
 
     # -- episodes -------------------------------------------------------------------------------
     def _training_segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -201,18 +206,14 @@ class TradingVecEnv(gym.vector.VectorEnv):  # type: ignore[misc]
         """*n* random (start, end) rows inside the split's segments, ``episode_bars`` long where they fit."""
         assert self._segments is not None
         first, last, cdf = self._segments
-        pick = cdf.searchsorted(self.rng.random(n), side="right")
-        length = self.cfg.env.episode_bars
-        latest = np.maximum(first[pick], last[pick] - length + 1)
-        start = first[pick] + (self.rng.random(n) * (latest - first[pick] + 1)).astype(np.int64)
-        start = np.minimum(start, latest)
-        end = np.minimum(start + length - 1, last[pick])
+        start, end = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+        u_pick = self.rng.random(n)  # the uniforms Generator.choice would draw, then the starts'
+        E.draw_nb(u_pick, self.rng.random(n), first, last, cdf, self.cfg.env.episode_bars, start, end)
         return start, end
 
     def _reset_rows(self, idx: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
-        m = self.market
-        E.reset_nb(idx, start, end, self.next_open, self.fp, self.ip, self.sf, self.si, m.features, m.close,
-                   m.high, m.low, m.prob, self.obs, self.mask)
+        E.reset_nb(idx, start, end, self.next_open, self.fp, self.ip, self.sf, self.si, self.market.features,
+                   self.bars, self.obs, self.mask)
         self.episode_start[idx] = start
 
     # -- gymnasium API --------------------------------------------------------------------------------
@@ -230,26 +231,30 @@ class TradingVecEnv(gym.vector.VectorEnv):  # type: ignore[misc]
             start, end = self._draw(self.num_envs)
         self.active[:] = True
         self.done[:] = False
+        self.obs = np.empty_like(self.obs)  # every row is written; arrays handed out before stay as they were
         self._reset_rows(idx, start, end)
-        return self.obs.copy(), {}
+        return self.obs, {}
 
     def advance(self, actions: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Step every active episode in one kernel call, then reset the finished ones.
 
-        The new observations, masks, rewards and info are in ``obs``, ``mask``, ``reward`` and
-        ``info`` (overwritten by the next call). Returns ``done`` (a new array) and, when some
-        episode finished, the indices of those episodes and a copy of their last observations
-        (else None, None). :meth:`step` and :class:`research.rl.sb3.SB3VecEnv` build their
-        return values on it.
+        The new observations are in ``obs``, a new array (the one of the previous call is not
+        written again, so a caller may keep it without copying); masks, rewards and info are
+        in ``mask``, ``reward`` and ``info``, overwritten by the next call. Returns ``done`` (a
+        new array) and, when some episode finished, the indices of those episodes and a copy
+        of their last observations (else None, None). :meth:`step` and
+        :class:`research.rl.sb3.SB3VecEnv` build their return values on it.
         """
         n = self.num_envs
         a = actions
         if not (isinstance(a, np.ndarray) and a.dtype == np.int64 and a.shape == (n,)):
             a = np.asarray(actions, dtype=np.int64).reshape(n)
+        prev = self.obs
+        self.obs = np.empty_like(prev)  # the kernel writes every row; the caller's last array stays as it was
         if self.threads == 1:
-            E.step_nb(a, *self._args)
+            E.step_nb(a, *self._head, prev, self.obs, *self._tail)
         else:
-            E.step_parallel_nb(self._bounds, a, *self._args)
+            E.step_parallel_nb(self._bounds, a, *self._head, prev, self.obs, *self._tail)
         done = self.done & self.active
         if not done.any():
             return done, None, None
@@ -258,8 +263,12 @@ class TradingVecEnv(gym.vector.VectorEnv):  # type: ignore[misc]
         if self.fixed is not None:
             self.active[idx] = False
         else:
-            start, end = self._draw(len(idx))
-            self._reset_rows(idx, start, end)
+            assert self._segments is not None
+            first, last, cdf = self._segments
+            u_pick = self.rng.random(len(idx))  # as in _draw: the same uniforms, drawn and started in one call
+            E.redraw_nb(idx, u_pick, self.rng.random(len(idx)), first, last, cdf, self.cfg.env.episode_bars,
+                        self.episode_start, self.next_open, self.fp, self.ip, self.sf, self.si, self.market.features,
+                        self.bars, self.obs, self.mask)
         return done, idx, final
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -269,7 +278,7 @@ class TradingVecEnv(gym.vector.VectorEnv):  # type: ignore[misc]
         if idx is not None:
             info["final_observation"] = final
             info["final_index"] = idx
-        return self.obs.copy(), self.reward.copy(), done, np.zeros(self.num_envs, dtype=np.bool_), info
+        return self.obs, self.reward.copy(), done, np.zeros(self.num_envs, dtype=np.bool_), info
 
     def step_info(self) -> dict[str, Any]:
         """The last step's itemised accounting, one array per item."""

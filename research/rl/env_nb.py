@@ -69,11 +69,15 @@ STATE_OFFSET = np.array([0.0, 0.0, 0.0, 0.5])
 STATE_SCALE = np.array([1.0, 20.0, 0.01, 4.0])
 STATE_CLIP = np.array([1.0, 5.0, 5.0, 2.0])
 NEVER = 1_000_000_000
+# per-bar quotes, one row a bar (8 float64: one cache line): the Market arrays a step reads
+BAR_FIELDS = ("close", "high", "low", "mark", "bid", "ask", "ref", "prob")
+B_CLOSE, B_HIGH, B_LOW, B_MARK, B_BID, B_ASK, B_REF, B_PROB = range(8)
+N_BAR = 8
 
 
 @njit(cache=True, inline="always", _nrt=False)
 def prepare_nb(
-    i: int, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: np.ndarray, high: np.ndarray, low: np.ndarray
+    i: int, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: np.ndarray, bars: np.ndarray
 ) -> None:
     """Bar counters and forced exits at episode *i*'s decision bar, before the agent acts."""
     k = si[i, J_ROW]
@@ -84,7 +88,7 @@ def prepare_nb(
         reason = 0
         if fp[P_SL] > 0.0 or fp[P_TP] > 0.0 or fp[P_TRAIL] > 0.0:
             reason, sf[i, S_EXTREME] = stop_exit_nb(
-                p0, high[k], low[k], sf[i, S_ENTRY], sf[i, S_EXTREME], fp[P_SL], fp[P_TP], fp[P_TRAIL]
+                p0, bars[k, B_HIGH], bars[k, B_LOW], sf[i, S_ENTRY], sf[i, S_EXTREME], fp[P_SL], fp[P_TP], fp[P_TRAIL]
             )
         if reason == 0 and ip[I_MAX_HOLD] > 0 and si[i, J_HELD] >= ip[I_MAX_HOLD]:
             reason = R_TIME
@@ -96,7 +100,7 @@ def prepare_nb(
 @njit(cache=True, inline="always", _nrt=False)
 def observe_nb(
     i: int, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: np.ndarray,
-    flat: np.ndarray, n_feat: int, close: np.ndarray, prob: np.ndarray, obs: np.ndarray, mask: np.ndarray,
+    flat: np.ndarray, n_feat: int, bars: np.ndarray, obs: np.ndarray, mask: np.ndarray,
 ) -> None:
     """Write episode *i*'s observation (feature window, then the state) and action mask.
 
@@ -113,12 +117,12 @@ def observe_nb(
         o[u] = src[u]
     p0 = sf[i, S_POS]
     side = 1.0 if p0 > 0.0 else (-1.0 if p0 < 0.0 else 0.0)
-    unreal = side * (close[k] / sf[i, S_ENTRY] - 1.0) if p0 != 0.0 else 0.0
+    unreal = side * (bars[k, B_CLOSE] / sf[i, S_ENTRY] - 1.0) if p0 != 0.0 else 0.0
     held = float(si[i, J_HELD]) if p0 != 0.0 else 0.0
     gate = ip[I_GATE] == 1
     n_state = 4 if gate else 3
     for u in range(n_state):
-        x = side if u == 0 else (unreal if u == 1 else (held if u == 2 else prob[k]))
+        x = side if u == 0 else (unreal if u == 1 else (held if u == 2 else bars[k, B_PROB]))
         v = (x - STATE_OFFSET[u]) * STATE_SCALE[u]
         lim = STATE_CLIP[u]
         if v > lim:
@@ -135,7 +139,7 @@ def observe_nb(
     can_enter = si[i, J_FLAT] > ip[I_COOLDOWN]
     can_exit = si[i, J_HELD] >= ip[I_MIN_HOLD]
     if gate:
-        p = prob[k]
+        p = bars[k, B_PROB]
         m[1] = p0 == 0.0 and can_enter and not math.isnan(p) and p >= fp[P_ENTRY]
         return
     if p0 == 0.0:
@@ -153,7 +157,7 @@ def observe_nb(
 
 @njit(cache=True, inline="always", _nrt=False)
 def _order(i: int, a: int, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: np.ndarray,
-           close: np.ndarray, prob: np.ndarray) -> tuple[float, float, int]:
+           bars: np.ndarray) -> tuple[float, float, int]:
     """The market order (side, quantity, reason code; side 0 = none) of action *a* at the decision bar."""
     k = si[i, J_ROW]
     p0 = sf[i, S_POS]
@@ -161,7 +165,7 @@ def _order(i: int, a: int, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: n
     if forced != 0:
         return (-1.0 if p0 > 0.0 else 1.0), abs(p0), forced
     if ip[I_GATE] == 1:
-        p = prob[k]
+        p = bars[k, B_PROB]
         if math.isnan(p):
             return 0.0, 0.0, 0
         if p0 > 0.0:
@@ -183,7 +187,7 @@ def _order(i: int, a: int, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: n
     side = 1.0 if target == 1 else -1.0
     eq = sf[i, S_CASH] + 0.0  # the books' equity of a flat position: cash + no position value
     value = fp[P_POS_SIZE] * eq
-    q = entry_qty_nb(side, value, close[k], sf[i, S_CASH], fp[P_COST_RATE], fp[P_QTY_SCALE])
+    q = entry_qty_nb(side, value, bars[k, B_CLOSE], sf[i, S_CASH], fp[P_COST_RATE], fp[P_QTY_SCALE])
     if q <= 0.0:
         return 0.0, 0.0, 0
     return side, q, 0
@@ -191,11 +195,11 @@ def _order(i: int, a: int, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: n
 
 @njit(cache=True, _nrt=False)
 def _fill(i: int, k: int, sgn: float, qty: float, reason: int, fp: np.ndarray, sf: np.ndarray, si: np.ndarray,
-          bid: np.ndarray, ask: np.ndarray, ref: np.ndarray, info: np.ndarray, fills: np.ndarray,
+          bars: np.ndarray, info: np.ndarray, fills: np.ndarray,
           n_fills: np.ndarray) -> None:
     """Fill one market order at bar *k*'s execution quote; update the books, the ledger and the step's info."""
     scale = fp[P_QTY_SCALE]
-    px = ask[k] if sgn > 0.0 else bid[k]
+    px = bars[k, B_ASK] if sgn > 0.0 else bars[k, B_BID]
     q, comm = fill_nb(qty, px, fp[P_BPS], fp[P_PER_SHARE], fp[P_CMIN], scale, 1e16 / scale)
     signed = sgn * q
     before = sf[i, S_POS]
@@ -210,7 +214,7 @@ def _fill(i: int, k: int, sgn: float, qty: float, reason: int, fp: np.ndarray, s
     nv = q * px
     sf[i, S_CUM] += -(sgn * nv + comm)
     info[i, INFO_COMMISSION] += comm
-    info[i, INFO_SLIPPAGE] += q * abs(px - ref[k])
+    info[i, INFO_SLIPPAGE] += q * abs(px - bars[k, B_REF])
     info[i, INFO_NOTIONAL] += nv
     n = n_fills[i]
     if n < fills.shape[1]:
@@ -224,47 +228,112 @@ def _fill(i: int, k: int, sgn: float, qty: float, reason: int, fp: np.ndarray, s
     n_fills[i] = n + 1
 
 
+@njit(cache=True, inline="always", _nrt=False)
+def _start_nb(
+    i: int, start: int, end: int, next_open: bool, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: np.ndarray,
+    flat: np.ndarray, n_feat: int, bars: np.ndarray, obs: np.ndarray, mask: np.ndarray,
+) -> None:
+    """Start episode *i* on rows ``start .. end`` (flat, full capital) and observe it."""
+    si[i, J_ROW] = start
+    si[i, J_END] = end
+    si[i, J_LAST] = end - 1 if next_open else end
+    si[i, J_HELD] = 0
+    si[i, J_FLAT] = NEVER
+    si[i, J_FORCED] = 0
+    sf[i, S_POS] = 0.0
+    sf[i, S_CASH] = fp[P_CAPITAL]
+    sf[i, S_CUM] = 0.0
+    sf[i, S_ENTRY] = 0.0
+    sf[i, S_EXTREME] = 0.0
+    sf[i, S_EQ] = fp[P_CAPITAL]
+    sf[i, S_PEAK] = fp[P_CAPITAL]
+    prepare_nb(i, fp, ip, sf, si, bars)
+    observe_nb(i, fp, ip, sf, si, flat, n_feat, bars, obs, mask)
+
+
 @njit(cache=True, _nrt=False)
 def reset_nb(
     idx: np.ndarray, start: np.ndarray, end: np.ndarray, next_open: bool,
     fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: np.ndarray,
-    features: np.ndarray, close: np.ndarray, high: np.ndarray, low: np.ndarray, prob: np.ndarray,
-    obs: np.ndarray, mask: np.ndarray,
+    features: np.ndarray, bars: np.ndarray, obs: np.ndarray, mask: np.ndarray,
 ) -> None:
     """Start episodes ``idx[j]`` on rows ``start[j] .. end[j]`` (flat, full capital) and observe them."""
     flat = features.reshape(-1)
     n_feat = features.shape[1]
     for j in range(idx.shape[0]):
+        _start_nb(idx[j], start[j], end[j], next_open, fp, ip, sf, si, flat, n_feat, bars, obs, mask)
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _draw_one_nb(
+    u_pick: float, u_start: float, first: np.ndarray, last: np.ndarray, cdf: np.ndarray, length: int
+) -> tuple[int, int]:
+    """The episode (start, end rows) the uniforms *u_pick*, *u_start* draw.
+
+    The segment is ``searchsorted(cdf, u_pick, side="right")``, what
+    ``Generator.choice(p=...)`` computes from its uniforms; the start is uniform over the
+    segment's bars that leave ``length`` bars (or is the segment's first bar), the end
+    ``length - 1`` bars later or the segment's last bar: numpy's float and int arithmetic
+    of the same expressions, so the draws are bit for bit a numpy version's.
+    """
+    lo, hi = 0, cdf.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cdf[mid] <= u_pick:
+            lo = mid + 1
+        else:
+            hi = mid
+    f, la = first[lo], last[lo]
+    latest = max(f, la - length + 1)
+    s = min(f + np.int64(u_start * (latest - f + 1)), latest)
+    return s, min(s + length - 1, la)
+
+
+@njit(cache=True, _nrt=False)
+def draw_nb(
+    u_pick: np.ndarray, u_start: np.ndarray, first: np.ndarray, last: np.ndarray, cdf: np.ndarray, length: int,
+    start: np.ndarray, end: np.ndarray,
+) -> None:
+    """Episodes ``start[j] .. end[j]`` drawn with the uniforms ``u_pick[j]``, ``u_start[j]`` (:func:`_draw_one_nb`)."""
+    for j in range(u_pick.shape[0]):
+        start[j], end[j] = _draw_one_nb(u_pick[j], u_start[j], first, last, cdf, length)
+
+
+@njit(cache=True, _nrt=False)
+def redraw_nb(
+    idx: np.ndarray, u_pick: np.ndarray, u_start: np.ndarray, first: np.ndarray, last: np.ndarray, cdf: np.ndarray,
+    length: int, episode_start: np.ndarray, next_open: bool, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray,
+    si: np.ndarray, features: np.ndarray, bars: np.ndarray, obs: np.ndarray, mask: np.ndarray,
+) -> None:
+    """Draw new episodes for the slots ``idx`` and start them: :func:`draw_nb` and :func:`reset_nb` in one call."""
+    flat = features.reshape(-1)
+    n_feat = features.shape[1]
+    for j in range(idx.shape[0]):
         i = idx[j]
-        si[i, J_ROW] = start[j]
-        si[i, J_END] = end[j]
-        si[i, J_LAST] = end[j] - 1 if next_open else end[j]
-        si[i, J_HELD] = 0
-        si[i, J_FLAT] = NEVER
-        si[i, J_FORCED] = 0
-        sf[i, S_POS] = 0.0
-        sf[i, S_CASH] = fp[P_CAPITAL]
-        sf[i, S_CUM] = 0.0
-        sf[i, S_ENTRY] = 0.0
-        sf[i, S_EXTREME] = 0.0
-        sf[i, S_EQ] = fp[P_CAPITAL]
-        sf[i, S_PEAK] = fp[P_CAPITAL]
-        prepare_nb(i, fp, ip, sf, si, high, low)
-        observe_nb(i, fp, ip, sf, si, flat, n_feat, close, prob, obs, mask)
+        s, e = _draw_one_nb(u_pick[j], u_start[j], first, last, cdf, length)
+        episode_start[i] = s
+        _start_nb(i, s, e, next_open, fp, ip, sf, si, flat, n_feat, bars, obs, mask)
+
+
+@njit(cache=True, inline="always", _nrt=False)
+def _copy_row_nb(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[:] = src`` as one plain loop (vectorised by LLVM)."""
+    for u in range(dst.shape[0]):
+        dst[u] = src[u]
 
 
 @njit(cache=True, inline="always", _nrt=False)
 def step_one_nb(
     i: int, a: int, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: np.ndarray,
-    flat: np.ndarray, n_feat: int, close: np.ndarray, high: np.ndarray, low: np.ndarray, mark: np.ndarray,
-    bid: np.ndarray, ask: np.ndarray, ref: np.ndarray, prob: np.ndarray,
-    obs: np.ndarray, mask: np.ndarray, reward: np.ndarray, done: np.ndarray, info: np.ndarray,
+    flat: np.ndarray, n_feat: int, bars: np.ndarray, prev: np.ndarray, obs: np.ndarray, mask: np.ndarray, reward: np.ndarray, done: np.ndarray, info: np.ndarray,
     fills: np.ndarray, n_fills: np.ndarray,
 ) -> None:
     """One step of episode *i* with action *a*: act at the decision bar, fill, mark at the next close, observe.
 
     Everything the step returns is written in place, in the same pass: reward, done,
-    info, fills, and (unless the episode finished) the next observation and action mask.
+    info, fills, the action mask and ``obs[i]``: the next observation or, for an episode
+    that finished, its last one (``prev[i]``). A few shortcuts skip arithmetic whose
+    result is known exactly (``log(1) = 0``, ``0 / x = 0``, a zero drawdown penalty).
     """
     capital = fp[P_CAPITAL]
     for u in range(N_INFO):
@@ -272,82 +341,90 @@ def step_one_nb(
     n_fills[i] = 0
     k = si[i, J_ROW]
     eq0 = sf[i, S_EQ]
-    sgn, qty, reason = _order(i, a, fp, ip, sf, si, close, prob)
+    sgn, qty, reason = _order(i, a, fp, ip, sf, si, bars)
     if sgn != 0.0:
-        _fill(i, k, sgn, qty, reason, fp, sf, si, bid, ask, ref, info, fills, n_fills)
+        _fill(i, k, sgn, qty, reason, fp, sf, si, bars, info, fills, n_fills)
     j = k + 1
-    eq = (capital + sf[i, S_CUM]) + sf[i, S_POS] * mark[j]
+    eq = (capital + sf[i, S_CUM]) + sf[i, S_POS] * bars[j, B_MARK]
     info[i, INFO_EQUITY] = eq
     finished = j >= si[i, J_LAST]
     if finished:
         p0 = sf[i, S_POS]
         if p0 != 0.0:
-            _fill(i, si[i, J_LAST], -1.0 if p0 > 0.0 else 1.0, abs(p0), R_END, fp, sf, si, bid, ask, ref,
-                  info, fills, n_fills)
+            _fill(i, si[i, J_LAST], -1.0 if p0 > 0.0 else 1.0, abs(p0), R_END, fp, sf, si, bars, info, fills,
+                  n_fills)
         eq = (capital + sf[i, S_CUM]) + 0.0
         info[i, INFO_TERMINAL] = eq
-    r = math.log(eq / eq0) if eq > 0.0 and eq0 > 0.0 else -50.0
-    turnover = info[i, INFO_NOTIONAL] / eq0 if eq0 > 0.0 else 0.0
+    if eq > 0.0 and eq0 > 0.0:
+        r = 0.0 if eq == eq0 else math.log(eq / eq0)
+    else:
+        r = -50.0
+    notional = info[i, INFO_NOTIONAL]
+    turnover = notional / eq0 if eq0 > 0.0 and notional != 0.0 else 0.0
     r -= fp[P_TURN_PEN] * turnover
     peak = sf[i, S_PEAK]
-    dd0 = 1.0 - eq0 / peak
-    if eq > peak:
+    dd_pen = fp[P_DD_PEN]
+    if dd_pen != 0.0:
+        dd0 = 1.0 - eq0 / peak
+        if eq > peak:
+            peak = eq
+        dd1 = 1.0 - eq / peak
+        if dd1 > dd0:
+            r -= dd_pen * (dd1 - dd0)
+    elif eq > peak:
         peak = eq
-    dd1 = 1.0 - eq / peak
-    if dd1 > dd0:
-        r -= fp[P_DD_PEN] * (dd1 - dd0)
     sf[i, S_PEAK] = peak
     sf[i, S_EQ] = eq
     reward[i] = r
     info[i, INFO_TURNOVER] = turnover
     info[i, INFO_GROSS] = (eq - eq0) + info[i, INFO_COMMISSION] + info[i, INFO_SLIPPAGE]
     done[i] = finished
-    if not finished:
+    if finished:
+        _copy_row_nb(obs[i], prev[i])
+    else:
         si[i, J_ROW] = j
-        prepare_nb(i, fp, ip, sf, si, high, low)
-        observe_nb(i, fp, ip, sf, si, flat, n_feat, close, prob, obs, mask)
+        prepare_nb(i, fp, ip, sf, si, bars)
+        observe_nb(i, fp, ip, sf, si, flat, n_feat, bars, obs, mask)
 
 
 @njit(cache=True, _nrt=False)
 def step_range_nb(
     lo: int, hi: int, actions: np.ndarray, active: np.ndarray, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray,
-    si: np.ndarray, features: np.ndarray, close: np.ndarray, high: np.ndarray, low: np.ndarray, mark: np.ndarray,
-    bid: np.ndarray, ask: np.ndarray, ref: np.ndarray, prob: np.ndarray,
-    obs: np.ndarray, mask: np.ndarray, reward: np.ndarray, done: np.ndarray, info: np.ndarray,
+    si: np.ndarray, features: np.ndarray, bars: np.ndarray, prev: np.ndarray, obs: np.ndarray, mask: np.ndarray, reward: np.ndarray, done: np.ndarray, info: np.ndarray,
     fills: np.ndarray, n_fills: np.ndarray,
 ) -> None:
-    """:func:`step_one_nb` for the active episodes ``lo .. hi - 1``, in order, on the calling thread."""
+    """:func:`step_one_nb` for episodes ``lo .. hi - 1``, in order, on the calling thread (inactive ones keep ``prev``)."""
     flat = features.reshape(-1)
     n_feat = features.shape[1]
     for i in range(lo, hi):
         if active[i]:
-            step_one_nb(i, actions[i], fp, ip, sf, si, flat, n_feat, close, high, low, mark, bid, ask, ref, prob,
-                        obs, mask, reward, done, info, fills, n_fills)
+            step_one_nb(i, actions[i], fp, ip, sf, si, flat, n_feat, bars, prev, obs, mask, reward, done, info,
+                        fills, n_fills)
+        else:
+            _copy_row_nb(obs[i], prev[i])
 
 
 @njit(cache=True, _nrt=False)
 def step_nb(
     actions: np.ndarray, active: np.ndarray, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: np.ndarray,
-    features: np.ndarray, close: np.ndarray, high: np.ndarray, low: np.ndarray, mark: np.ndarray,
-    bid: np.ndarray, ask: np.ndarray, ref: np.ndarray, prob: np.ndarray,
-    obs: np.ndarray, mask: np.ndarray, reward: np.ndarray, done: np.ndarray, info: np.ndarray,
+    features: np.ndarray, bars: np.ndarray, prev: np.ndarray, obs: np.ndarray, mask: np.ndarray, reward: np.ndarray, done: np.ndarray, info: np.ndarray,
     fills: np.ndarray, n_fills: np.ndarray,
 ) -> None:
     """One step of every active episode (:func:`step_one_nb`), on the calling thread.
 
-    A finished episode (``done[i]``) keeps its last observation; the caller resets it or
-    marks it inactive (inactive episodes are not stepped).
+    The observations after the step go to *obs* (every row written); *prev* holds the
+    ones before it (it may be *obs* itself). A finished or inactive episode keeps its
+    last observation; the caller resets a finished one or marks it inactive (inactive
+    episodes are not stepped).
     """
-    step_range_nb(0, actions.shape[0], actions, active, fp, ip, sf, si, features, close, high, low, mark, bid, ask,
-                  ref, prob, obs, mask, reward, done, info, fills, n_fills)
+    step_range_nb(0, actions.shape[0], actions, active, fp, ip, sf, si, features, bars, prev, obs, mask, reward, done,
+                  info, fills, n_fills)
 
 
 @njit(cache=True, parallel=True, _nrt=False)
 def step_parallel_nb(
     bounds: np.ndarray, actions: np.ndarray, active: np.ndarray, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray,
-    si: np.ndarray, features: np.ndarray, close: np.ndarray, high: np.ndarray, low: np.ndarray, mark: np.ndarray,
-    bid: np.ndarray, ask: np.ndarray, ref: np.ndarray, prob: np.ndarray,
-    obs: np.ndarray, mask: np.ndarray, reward: np.ndarray, done: np.ndarray, info: np.ndarray,
+    si: np.ndarray, features: np.ndarray, bars: np.ndarray, prev: np.ndarray, obs: np.ndarray, mask: np.ndarray, reward: np.ndarray, done: np.ndarray, info: np.ndarray,
     fills: np.ndarray, n_fills: np.ndarray,
 ) -> None:
     """:func:`step_nb` with the episodes split in chunks ``bounds[c] .. bounds[c + 1] - 1``, one task each.
@@ -360,5 +437,5 @@ def step_parallel_nb(
     each other's cache lines. The loop body is one call, so the parallel compile is quick.
     """
     for c in prange(bounds.shape[0] - 1):
-        step_range_nb(bounds[c], bounds[c + 1], actions, active, fp, ip, sf, si, features, close, high, low, mark,
-                      bid, ask, ref, prob, obs, mask, reward, done, info, fills, n_fills)
+        step_range_nb(bounds[c], bounds[c + 1], actions, active, fp, ip, sf, si, features, bars, prev, obs, mask,
+                      reward, done, info, fills, n_fills)

@@ -55,7 +55,7 @@ class SB3VecEnv(VecEnv):  # type: ignore[misc]
                 infos[i]["episode"] = {"r": float(self._ret[i]), "l": int(self._len[i])}
                 self._ret[i] = 0.0
                 self._len[i] = 0
-        return self.env.obs.copy(), reward.astype(np.float32), done, infos
+        return self.env.obs, reward.astype(np.float32), done, infos  # obs: a new array every step
 
     def close(self) -> None:
         """Nothing to release."""
