@@ -181,6 +181,7 @@ class TradingVecEnv(gym.vector.VectorEnv):  # type: ignore[misc]
             raise DataError(f"threads = {threads}: expected 1 .. 256 (1 = step on the calling thread)")
         self.threads = int(threads)
         self._bounds = _chunk_bounds(n, self.threads)
+        self._finished = np.zeros(len(self._bounds) - 1, dtype=np.int64)
         self.bars = np.ascontiguousarray(np.stack([getattr(market, f) for f in E.BAR_FIELDS], axis=1))
         """The market's per-bar quotes a step reads (:data:`research.rl.env_nb.BAR_FIELDS`), one row a bar."""
         # the kernel's arguments around the observation arrays, in its order (built once)
@@ -252,11 +253,11 @@ class TradingVecEnv(gym.vector.VectorEnv):  # type: ignore[misc]
         prev = self.obs
         self.obs = np.empty_like(prev)  # the kernel writes every row; the caller's last array stays as it was
         if self.threads == 1:
-            E.step_nb(a, *self._head, prev, self.obs, *self._tail)
+            finished = E.step_nb(a, *self._head, prev, self.obs, *self._tail)
         else:
-            E.step_parallel_nb(self._bounds, a, *self._head, prev, self.obs, *self._tail)
-        done = self.done & self.active
-        if not done.any():
+            finished = E.step_parallel_nb(self._bounds, self._finished, a, *self._head, prev, self.obs, *self._tail)
+        done = self.done.copy()
+        if not finished:
             return done, None, None
         idx = np.flatnonzero(done)
         final = self.obs[idx]  # fancy indexing: a copy, before the resets overwrite the rows
@@ -282,14 +283,14 @@ class TradingVecEnv(gym.vector.VectorEnv):  # type: ignore[misc]
 
     def step_info(self) -> dict[str, Any]:
         """The last step's itemised accounting, one array per item."""
-        inf = self.info.T.copy()  # one copy; each item a contiguous row of it
+        inf = self.info.copy()  # one contiguous copy; each item a column of it
         return {
-            "gross_pnl": inf[E.INFO_GROSS],
-            "commission": inf[E.INFO_COMMISSION],
-            "slippage": inf[E.INFO_SLIPPAGE],
-            "turnover": inf[E.INFO_TURNOVER],
-            "equity": inf[E.INFO_EQUITY],
-            "terminal_equity": inf[E.INFO_TERMINAL],
+            "gross_pnl": inf[:, E.INFO_GROSS],
+            "commission": inf[:, E.INFO_COMMISSION],
+            "slippage": inf[:, E.INFO_SLIPPAGE],
+            "turnover": inf[:, E.INFO_TURNOVER],
+            "equity": inf[:, E.INFO_EQUITY],
+            "terminal_equity": inf[:, E.INFO_TERMINAL],
         }
 
     def action_masks(self) -> np.ndarray:

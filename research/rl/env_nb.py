@@ -98,6 +98,18 @@ def prepare_nb(
 
 
 @njit(cache=True, inline="always", _nrt=False)
+def _state_nb(x: float, u: int) -> float:
+    """State feature *u* normalised: ``(x - STATE_OFFSET[u]) x STATE_SCALE[u]``, clipped to ``+-STATE_CLIP[u]``."""
+    v = (x - STATE_OFFSET[u]) * STATE_SCALE[u]
+    lim = STATE_CLIP[u]
+    if v > lim:
+        return lim
+    if v < -lim:
+        return -lim
+    return v
+
+
+@njit(cache=True, inline="always", _nrt=False)
 def observe_nb(
     i: int, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: np.ndarray,
     flat: np.ndarray, n_feat: int, bars: np.ndarray, obs: np.ndarray, mask: np.ndarray,
@@ -120,17 +132,11 @@ def observe_nb(
     unreal = side * (bars[k, B_CLOSE] / sf[i, S_ENTRY] - 1.0) if p0 != 0.0 else 0.0
     held = float(si[i, J_HELD]) if p0 != 0.0 else 0.0
     gate = ip[I_GATE] == 1
-    n_state = 4 if gate else 3
-    for u in range(n_state):
-        x = side if u == 0 else (unreal if u == 1 else (held if u == 2 else bars[k, B_PROB]))
-        v = (x - STATE_OFFSET[u]) * STATE_SCALE[u]
-        lim = STATE_CLIP[u]
-        if v > lim:
-            v = lim
-        elif v < -lim:
-            v = -lim
-        o[c] = v
-        c += 1
+    o[c] = _state_nb(side, 0)
+    o[c + 1] = _state_nb(unreal, 1)
+    o[c + 2] = _state_nb(held, 2)
+    if gate:
+        o[c + 3] = _state_nb(bars[k, B_PROB], 3)
     m = mask[i]
     for a in range(m.shape[0]):
         m[a] = True
@@ -325,7 +331,8 @@ def _copy_row_nb(dst: np.ndarray, src: np.ndarray) -> None:
 @njit(cache=True, inline="always", _nrt=False)
 def step_one_nb(
     i: int, a: int, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: np.ndarray,
-    flat: np.ndarray, n_feat: int, bars: np.ndarray, prev: np.ndarray, obs: np.ndarray, mask: np.ndarray, reward: np.ndarray, done: np.ndarray, info: np.ndarray,
+    flat: np.ndarray, n_feat: int, bars: np.ndarray, prev: np.ndarray, obs: np.ndarray, mask: np.ndarray,
+    reward: np.ndarray, done: np.ndarray, info: np.ndarray,
     fills: np.ndarray, n_fills: np.ndarray,
 ) -> None:
     """One step of episode *i* with action *a*: act at the decision bar, fill, mark at the next close, observe.
@@ -390,43 +397,53 @@ def step_one_nb(
 @njit(cache=True, _nrt=False)
 def step_range_nb(
     lo: int, hi: int, actions: np.ndarray, active: np.ndarray, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray,
-    si: np.ndarray, features: np.ndarray, bars: np.ndarray, prev: np.ndarray, obs: np.ndarray, mask: np.ndarray, reward: np.ndarray, done: np.ndarray, info: np.ndarray,
+    si: np.ndarray, features: np.ndarray, bars: np.ndarray, prev: np.ndarray, obs: np.ndarray, mask: np.ndarray,
+    reward: np.ndarray, done: np.ndarray, info: np.ndarray,
     fills: np.ndarray, n_fills: np.ndarray,
-) -> None:
-    """:func:`step_one_nb` for episodes ``lo .. hi - 1``, in order, on the calling thread (inactive ones keep ``prev``)."""
+) -> int:
+    """:func:`step_one_nb` for episodes ``lo .. hi - 1`` in order, on the calling thread; returns how many finished.
+
+    An inactive episode keeps its row of *prev* and is not done.
+    """
     flat = features.reshape(-1)
     n_feat = features.shape[1]
+    finished = 0
     for i in range(lo, hi):
         if active[i]:
             step_one_nb(i, actions[i], fp, ip, sf, si, flat, n_feat, bars, prev, obs, mask, reward, done, info,
                         fills, n_fills)
+            finished += done[i]
         else:
+            done[i] = False
             _copy_row_nb(obs[i], prev[i])
+    return finished
 
 
 @njit(cache=True, _nrt=False)
 def step_nb(
     actions: np.ndarray, active: np.ndarray, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: np.ndarray,
-    features: np.ndarray, bars: np.ndarray, prev: np.ndarray, obs: np.ndarray, mask: np.ndarray, reward: np.ndarray, done: np.ndarray, info: np.ndarray,
+    features: np.ndarray, bars: np.ndarray, prev: np.ndarray, obs: np.ndarray, mask: np.ndarray, reward: np.ndarray,
+    done: np.ndarray, info: np.ndarray,
     fills: np.ndarray, n_fills: np.ndarray,
-) -> None:
-    """One step of every active episode (:func:`step_one_nb`), on the calling thread.
+) -> int:
+    """One step of every active episode (:func:`step_one_nb`), on the calling thread; returns how many finished.
 
     The observations after the step go to *obs* (every row written); *prev* holds the
     ones before it (it may be *obs* itself). A finished or inactive episode keeps its
     last observation; the caller resets a finished one or marks it inactive (inactive
-    episodes are not stepped).
+    episodes are not stepped, and not done).
     """
-    step_range_nb(0, actions.shape[0], actions, active, fp, ip, sf, si, features, bars, prev, obs, mask, reward, done,
+    return step_range_nb(0, actions.shape[0], actions, active, fp, ip, sf, si, features, bars, prev, obs, mask, reward, done,
                   info, fills, n_fills)
 
 
 @njit(cache=True, parallel=True, _nrt=False)
 def step_parallel_nb(
-    bounds: np.ndarray, actions: np.ndarray, active: np.ndarray, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray,
-    si: np.ndarray, features: np.ndarray, bars: np.ndarray, prev: np.ndarray, obs: np.ndarray, mask: np.ndarray, reward: np.ndarray, done: np.ndarray, info: np.ndarray,
+    bounds: np.ndarray, finished: np.ndarray, actions: np.ndarray, active: np.ndarray, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray,
+    si: np.ndarray, features: np.ndarray, bars: np.ndarray, prev: np.ndarray, obs: np.ndarray, mask: np.ndarray,
+    reward: np.ndarray, done: np.ndarray, info: np.ndarray,
     fills: np.ndarray, n_fills: np.ndarray,
-) -> None:
+) -> int:
     """:func:`step_nb` with the episodes split in chunks ``bounds[c] .. bounds[c + 1] - 1``, one task each.
 
     Episodes are independent and each writes only its own rows, so the result is the
@@ -435,7 +452,12 @@ def step_parallel_nb(
     array view increments the shared parent's count atomically, and two threads fight
     over that cache line); chunks cut on multiples of 64 episodes keep the threads off
     each other's cache lines. The loop body is one call, so the parallel compile is quick.
+    ``finished[c]`` receives chunk ``c``'s count of finished episodes (their sum is returned).
     """
     for c in prange(bounds.shape[0] - 1):
-        step_range_nb(bounds[c], bounds[c + 1], actions, active, fp, ip, sf, si, features, bars, prev, obs, mask,
-                      reward, done, info, fills, n_fills)
+        finished[c] = step_range_nb(bounds[c], bounds[c + 1], actions, active, fp, ip, sf, si, features, bars, prev,
+                                    obs, mask, reward, done, info, fills, n_fills)
+    total = 0
+    for c in range(bounds.shape[0] - 1):
+        total += finished[c]
+    return total
