@@ -170,9 +170,9 @@ def measure(cases: dict[str, Case], reps: int, console: Console) -> dict[str, fl
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer steps and repetitions")
-    ap.add_argument("--reps", type=int, default=0, help="repetitions per case (default 7, 3 with --quick)")
+    ap.add_argument("--reps", type=int, default=0, help="repetitions per case (default 9, 3 with --quick)")
     args = ap.parse_args()
-    reps = args.reps or (3 if args.quick else 7)
+    reps = args.reps or (3 if args.quick else 9)
     scale = 4 if args.quick else 1
     data = Path(os.environ.get("SIGTRADE_REAL_DATA", str(ROOT.parent / "shared" / "data")))
     hourly = data / "equities" / "hourly" / "market-base"
@@ -203,7 +203,7 @@ def main() -> None:
             ("kernel", "numba kernel step_nb alone", "1,024", f"obs {obs_dim} float32 per episode"),
         ]
         cases: dict[str, Case] = {
-            "python": python_case(market, cfg, 6000 // scale),
+            "python": python_case(market, cfg, 2500 // scale),  # ~25 ms a round, as long as a numba one
             "kernel": kernel_case(market, cfg, 1024, per_rep // 1024),
         }
         for n in (16, 64, 256, 512, 1024, 4096):

@@ -199,7 +199,7 @@ def _order(i: int, a: int, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: n
     return side, q, 0
 
 
-@njit(cache=True, _nrt=False)
+@njit(cache=True, inline="always", _nrt=False)
 def _fill(i: int, k: int, sgn: float, qty: float, reason: int, fp: np.ndarray, sf: np.ndarray, si: np.ndarray,
           bars: np.ndarray, info: np.ndarray, fills: np.ndarray,
           n_fills: np.ndarray) -> None:
