@@ -234,7 +234,7 @@ def _fill(i: int, k: int, sgn: float, qty: float, reason: int, fp: np.ndarray, s
     n_fills[i] = n + 1
 
 
-@njit(cache=True, inline="always", _nrt=False)
+@njit(cache=True, _nrt=False)  # not inlined: one compilation serves reset_nb and redraw_nb
 def _start_nb(
     i: int, start: int, end: int, next_open: bool, fp: np.ndarray, ip: np.ndarray, sf: np.ndarray, si: np.ndarray,
     flat: np.ndarray, n_feat: int, bars: np.ndarray, obs: np.ndarray, mask: np.ndarray,
@@ -433,8 +433,9 @@ def step_nb(
     last observation; the caller resets a finished one or marks it inactive (inactive
     episodes are not stepped, and not done).
     """
-    return step_range_nb(0, actions.shape[0], actions, active, fp, ip, sf, si, features, bars, prev, obs, mask, reward, done,
-                  info, fills, n_fills)
+    lo = np.int64(0)  # not the literal 0: step_parallel_nb's call then shares this compilation
+    return step_range_nb(lo, actions.shape[0], actions, active, fp, ip, sf, si, features, bars, prev, obs, mask,
+                         reward, done, info, fills, n_fills)
 
 
 @njit(cache=True, parallel=True, _nrt=False)
