@@ -30,6 +30,20 @@ where a segment is) from the split's segments with a seeded generator, and reset
 finished episodes within :meth:`step` (their last observation in
 ``info["final_observation"]``). Fixed mode (``episodes=[(start_row, end_row), ...]``)
 runs exactly those episodes once each; finished ones stay finished.
+
+Speed: one :meth:`step` is one kernel call over every episode (plus one that draws and
+starts the episodes that finished), writing masks, rewards and info into preallocated
+arrays and the observations straight into the new array the step returns: nothing is
+allocated in the kernels and the observations are not copied. An observation array
+handed out is never written again by the environment (but a finished episode's row is
+carried over from the previous array: do not modify returned observations in place).
+Per episode-step the kernel costs about 0.08 us on one core, so the fixed cost of a call
+(~6-10 us of Python and dispatch) dominates below a few hundred episodes per call:
+``benchmarks/rl_env.py`` shows the rate against ``n_envs``. ``threads > 1`` splits the
+episodes in that many chunks on numba's thread pool (bit-identical results); it pays
+only with thousands of episodes on idle cores: on a busy machine every call waits for the
+second thread to be scheduled, and PPO's network wants the other core anyway
+(:func:`research.rl.train.train_rl` steps on one thread).
 """
 
 from __future__ import annotations
@@ -79,6 +93,19 @@ def env_params(cfg: RLConfig, market: Market) -> tuple[np.ndarray, np.ndarray]:
     return fp, ip
 
 
+def _chunk_bounds(n: int, chunks: int, align: int = 64) -> np.ndarray:
+    """Bounds of *chunks* near-equal runs of *n* episodes, cut on multiples of *align*.
+
+    64 rows of every per-episode array (bool, int64, float64 or float32 rows of any width)
+    are a whole number of 64-byte cache lines, so neighbouring chunks share at most the
+    one line where an array's start is not line-aligned: no false sharing in the loop.
+    """
+    blocks = -(-n // align)
+    cuts = np.linspace(0, blocks, min(chunks, blocks) + 1).round().astype(np.int64) * align
+    cuts[-1] = n
+    return np.unique(cuts)
+
+
 def _costs_only(cfg: RLConfig) -> Any:
     """A backtest config carrying *cfg*'s costs (engine.overlays.cost_rate reads ``cfg.costs``)."""
     from engine.config import BacktestConfig
@@ -103,6 +130,9 @@ class TradingVecEnv(gym.vector.VectorEnv):  # type: ignore[misc]
         Fixed mode: run exactly these episodes (global rows of :class:`Market`).
     seed : int, optional
         Seed of the episode sampler (default ``cfg.train.seed``).
+    threads : int, optional
+        Step the episodes in this many chunks in parallel (numba ``prange``; default 1,
+        the calling thread). The results are the same bit for bit.
     """
 
     def __init__(
@@ -114,6 +144,7 @@ class TradingVecEnv(gym.vector.VectorEnv):  # type: ignore[misc]
         n_envs: int | None = None,
         episodes: Sequence[tuple[int, int]] | None = None,
         seed: int | None = None,
+        threads: int = 1,
     ) -> None:
         self.market = market
         self.cfg = cfg
@@ -146,8 +177,16 @@ class TradingVecEnv(gym.vector.VectorEnv):  # type: ignore[misc]
         self.episode_start = np.zeros(n, dtype=np.int64)
         self.rng = np.random.default_rng(cfg.train.seed if seed is None else seed)
         self._segments = self._training_segments() if self.fixed is None else None
-        m = market
-        self._arrays = (m.features, m.close, m.high, m.low, m.mark, m.bid, m.ask, m.ref, m.prob)
+        if not 1 <= int(threads) <= 256:
+            raise DataError(f"threads = {threads}: expected 1 .. 256 (1 = step on the calling thread)")
+        self.threads = int(threads)
+        self._bounds = _chunk_bounds(n, self.threads)
+        self._finished = np.zeros(len(self._bounds) - 1, dtype=np.int64)
+        self.bars = np.ascontiguousarray(np.stack([getattr(market, f) for f in E.BAR_FIELDS], axis=1))
+        """The market's per-bar quotes a step reads (:data:`research.rl.env_nb.BAR_FIELDS`), one row a bar."""
+        # the kernel's arguments around the observation arrays, in its order (built once)
+        self._head = (self.active, self.fp, self.ip, self.sf, self.si, market.features, self.bars)
+        self._tail = (self.mask, self.reward, self.done, self.info, self.fills, self.n_fills)
 
     # -- episodes -------------------------------------------------------------------------------
     def _training_segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -158,24 +197,24 @@ class TradingVecEnv(gym.vector.VectorEnv):  # type: ignore[misc]
         first = np.array([s.first for s in segs], dtype=np.int64)
         last = np.array([s.last_bar for s in segs], dtype=np.int64)
         bars = (last - first + 1).astype(np.float64)
-        return first, last, bars / bars.sum()
+        # Generator.choice(len(first), p=bars / bars.sum()) draws searchsorted(cdf, random(), "right")
+        # on this cdf; computing it once draws the very same segments without choice's per-call checks
+        cdf = (bars / bars.sum()).cumsum()
+        cdf /= cdf[-1]
+        return first, last, cdf
 
     def _draw(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """*n* random (start, end) rows inside the split's segments, ``episode_bars`` long where they fit."""
         assert self._segments is not None
-        first, last, weight = self._segments
-        pick = self.rng.choice(len(first), size=n, p=weight)
-        length = self.cfg.env.episode_bars
-        latest = np.maximum(first[pick], last[pick] - length + 1)
-        start = first[pick] + (self.rng.random(n) * (latest - first[pick] + 1)).astype(np.int64)
-        start = np.minimum(start, latest)
-        end = np.minimum(start + length - 1, last[pick])
+        first, last, cdf = self._segments
+        start, end = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+        u_pick = self.rng.random(n)  # the uniforms Generator.choice would draw, then the starts'
+        E.draw_nb(u_pick, self.rng.random(n), first, last, cdf, self.cfg.env.episode_bars, start, end)
         return start, end
 
     def _reset_rows(self, idx: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
-        m = self.market
-        E.reset_nb(idx, start, end, self.next_open, self.fp, self.ip, self.sf, self.si, m.features, m.close,
-                   m.high, m.low, m.prob, self.obs, self.mask)
+        E.reset_nb(idx, start, end, self.next_open, self.fp, self.ip, self.sf, self.si, self.market.features,
+                   self.bars, self.obs, self.mask)
         self.episode_start[idx] = start
 
     # -- gymnasium API --------------------------------------------------------------------------------
@@ -193,39 +232,65 @@ class TradingVecEnv(gym.vector.VectorEnv):  # type: ignore[misc]
             start, end = self._draw(self.num_envs)
         self.active[:] = True
         self.done[:] = False
+        self.obs = np.empty_like(self.obs)  # every row is written; arrays handed out before stay as they were
         self._reset_rows(idx, start, end)
-        return self.obs.copy(), {}
+        return self.obs, {}
+
+    def advance(self, actions: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Step every active episode in one kernel call, then reset the finished ones.
+
+        The new observations are in ``obs``, a new array (the one of the previous call is not
+        written again, so a caller may keep it without copying); masks, rewards and info are
+        in ``mask``, ``reward`` and ``info``, overwritten by the next call. Returns ``done`` (a
+        new array) and, when some episode finished, the indices of those episodes and a copy
+        of their last observations (else None, None). :meth:`step` and
+        :class:`research.rl.sb3.SB3VecEnv` build their return values on it.
+        """
+        n = self.num_envs
+        a = actions
+        if not (isinstance(a, np.ndarray) and a.dtype == np.int64 and a.shape == (n,)):
+            a = np.asarray(actions, dtype=np.int64).reshape(n)
+        prev = self.obs
+        self.obs = np.empty_like(prev)  # the kernel writes every row; the caller's last array stays as it was
+        if self.threads == 1:
+            finished = E.step_nb(a, *self._head, prev, self.obs, *self._tail)
+        else:
+            finished = E.step_parallel_nb(self._bounds, self._finished, a, *self._head, prev, self.obs, *self._tail)
+        done = self.done.copy()
+        if not finished:
+            return done, None, None
+        idx = np.flatnonzero(done)
+        final = self.obs[idx]  # fancy indexing: a copy, before the resets overwrite the rows
+        if self.fixed is not None:
+            self.active[idx] = False
+        else:
+            assert self._segments is not None
+            first, last, cdf = self._segments
+            u_pick = self.rng.random(len(idx))  # as in _draw: the same uniforms, drawn and started in one call
+            E.redraw_nb(idx, u_pick, self.rng.random(len(idx)), first, last, cdf, self.cfg.env.episode_bars,
+                        self.episode_start, self.next_open, self.fp, self.ip, self.sf, self.si, self.market.features,
+                        self.bars, self.obs, self.mask)
+        return done, idx, final
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Act in every active episode; returns ``(obs, reward, terminated, truncated, info)``."""
-        a = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
-        m = self.market
-        E.step_nb(a, self.active, self.fp, self.ip, self.sf, self.si, m.features, m.close, m.high, m.low, m.mark,
-                  m.bid, m.ask, m.ref, m.prob, self.obs, self.mask, self.reward, self.done, self.info, self.fills,
-                  self.n_fills)
-        done = self.done & self.active
+        done, idx, final = self.advance(actions)
         info = self.step_info()
-        if done.any():
-            idx = np.flatnonzero(done)
-            info["final_observation"] = self.obs[idx].copy()
+        if idx is not None:
+            info["final_observation"] = final
             info["final_index"] = idx
-            if self.fixed is not None:
-                self.active[idx] = False
-            else:
-                start, end = self._draw(len(idx))
-                self._reset_rows(idx.astype(np.int64), start, end)
-        return self.obs.copy(), self.reward.copy(), done, np.zeros(self.num_envs, dtype=np.bool_), info
+        return self.obs, self.reward.copy(), done, np.zeros(self.num_envs, dtype=np.bool_), info
 
     def step_info(self) -> dict[str, Any]:
         """The last step's itemised accounting, one array per item."""
-        inf = self.info.T.copy()  # one copy; each item a contiguous row of it
+        inf = self.info.copy()  # one contiguous copy; each item a column of it
         return {
-            "gross_pnl": inf[E.INFO_GROSS],
-            "commission": inf[E.INFO_COMMISSION],
-            "slippage": inf[E.INFO_SLIPPAGE],
-            "turnover": inf[E.INFO_TURNOVER],
-            "equity": inf[E.INFO_EQUITY],
-            "terminal_equity": inf[E.INFO_TERMINAL],
+            "gross_pnl": inf[:, E.INFO_GROSS],
+            "commission": inf[:, E.INFO_COMMISSION],
+            "slippage": inf[:, E.INFO_SLIPPAGE],
+            "turnover": inf[:, E.INFO_TURNOVER],
+            "equity": inf[:, E.INFO_EQUITY],
+            "terminal_equity": inf[:, E.INFO_TERMINAL],
         }
 
     def action_masks(self) -> np.ndarray:

@@ -43,17 +43,19 @@ class SB3VecEnv(VecEnv):  # type: ignore[misc]
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         """Step every episode; finished ones are reset, their last observation in the info."""
-        obs, reward, done, _, info = self.env.step(self._actions)
+        done, idx, final = self.env.advance(self._actions)
+        reward = self.env.reward
         self._ret += reward
         self._len += 1
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        if done.any():
-            for j, i in enumerate(info["final_index"]):
-                infos[i]["terminal_observation"] = info["final_observation"][j]
+        if idx is not None:
+            assert final is not None
+            for j, i in enumerate(idx.tolist()):
+                infos[i]["terminal_observation"] = final[j]
                 infos[i]["episode"] = {"r": float(self._ret[i]), "l": int(self._len[i])}
                 self._ret[i] = 0.0
                 self._len[i] = 0
-        return obs, reward.astype(np.float32), done.copy(), infos
+        return self.env.obs, reward.astype(np.float32), done, infos  # obs: a new array every step
 
     def close(self) -> None:
         """Nothing to release."""
@@ -79,10 +81,10 @@ class SB3VecEnv(VecEnv):  # type: ignore[misc]
 
     def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list[Any]:
         """``action_masks`` per episode; other methods are called once and repeated."""
-        idx = self._indices(indices)
         if method_name == "action_masks":
             masks = self.env.action_masks()
-            return [masks[i] for i in idx]
+            return list(masks) if indices is None else [masks[i] for i in self._indices(indices)]
+        idx = self._indices(indices)
         result = getattr(self.env, method_name)(*method_args, **method_kwargs)
         return [result] * len(idx)
 

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from engine import catalog as cat
+from research.rl import env_nb as E
 from research.rl.config import rl_config_from_dict
 from research.rl.env import TradingVecEnv, episode_trace
 from research.rl.market import build_market
@@ -109,3 +110,46 @@ def test_training_episodes_stay_inside_the_training_split(rl_catalog: Path, fram
         assert (pd.to_datetime(market.times[rows], utc=True) < last_train).all()
         assert np.isfinite(env.obs).all()
     assert set(info) >= {"gross_pnl", "commission", "slippage", "turnover", "equity"}
+
+
+def test_stepping_in_parallel_chunks_changes_nothing(rl_catalog: Path, frames) -> None:
+    """threads=3 (three chunks of episodes on numba's thread pool) steps exactly as one thread does."""
+    cfg = _cfg(rl_catalog, env={"n_envs": 200, "episode_bars": 40, "short": True, "account": "margin"},
+               risk={"stop_loss": 0.01, "take_profit": 0.02, "trailing_stop": 0.015, "max_hold_bars": 7,
+                     "min_hold_bars": 2, "cooldown_bars": 3})
+    market = build_market(cfg, frames=frames)
+    one, many = TradingVecEnv(market, cfg, seed=4), TradingVecEnv(market, cfg, seed=4, threads=3)
+    assert np.array_equal(one.reset()[0], many.reset()[0])
+    rng = np.random.default_rng(8)
+    finished = 0
+    for _ in range(60):
+        a = rng.integers(0, 3, one.num_envs)
+        got, want = many.step(a), one.step(a)
+        for g, w in zip(got[:4], want[:4], strict=True):
+            assert np.array_equal(g, w)
+        assert got[4].keys() == want[4].keys()
+        for key in want[4]:
+            assert np.array_equal(got[4][key], want[4][key]), key
+        assert np.array_equal(many.action_masks(), one.action_masks())
+        assert many.last_fills() == one.last_fills()
+        finished += int(want[2].sum())
+    assert finished > 100, "episodes ended and were drawn anew inside the steps"
+
+
+def test_training_episodes_are_drawn_as_generator_choice_draws_them(rl_catalog: Path, frames) -> None:
+    """The sampler's draws are Generator.choice's (segment weights = bars), so a seed gives the same episodes."""
+    cfg = _cfg(rl_catalog, env={"n_envs": 50, "episode_bars": 60})
+    market = build_market(cfg, frames=frames)
+    env = TradingVecEnv(market, cfg)
+    segs = market.segments["train"]
+    first = np.array([s.first for s in segs])
+    last = np.array([s.last_bar for s in segs])
+    bars = (last - first + 1).astype(np.float64)
+    for seed in (0, 11):
+        env.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(len(first), size=50, p=bars / bars.sum())
+        latest = np.maximum(first[pick], last[pick] - 60 + 1)
+        start = np.minimum(first[pick] + (rng.random(50) * (latest - first[pick] + 1)).astype(np.int64), latest)
+        assert np.array_equal(env.episode_start, start)
+        assert np.array_equal(env.si[:, E.J_END], np.minimum(start + 60 - 1, last[pick]))
