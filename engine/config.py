@@ -382,21 +382,40 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> BacktestCon
     return convert(raw, BacktestConfig, source)
 
 
+def read_toml(path: str | Path, what: str = "config", example: str = "config/demo.toml") -> dict[str, Any]:
+    """Read a TOML file into a dict; every way it can be wrong is a :class:`ConfigError` naming the file.
+
+    *what* names the file in messages ("training config", "RL config"), *example* is a file to suggest.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{what} '{p}' is a directory: pass a TOML file in it, e.g. {p}/backtest.toml")
+    if not p.is_file():
+        raise ConfigError(f"{what} file '{p}' does not exist: pass a TOML file such as {example}")
+    try:
+        blob = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{what} '{p}' cannot be read ({exc.strerror}): check its permissions") from None
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{p}: not UTF-8 text (byte {exc.start} is 0x{blob[exc.start]:02x}); a config is a TOML text file: "
+            "re-save it as UTF-8, or pass the right file"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc}); fix the line it names") from None
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> BacktestConfig:
     """Load a backtest config from TOML (or the defaults when *path* is None) and apply overrides."""
     raw: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        p = Path(path)
-        source = str(p)
-        if p.is_dir():
-            raise ConfigError(f"config '{p}' is a directory: pass a TOML file in it, e.g. {p}/backtest.toml")
-        if not p.is_file():
-            raise ConfigError(f"config file '{p}' does not exist: pass a TOML file such as config/demo.toml")
-        try:
-            raw = tomllib.loads(p.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: not valid TOML ({exc}); fix the line it names") from exc
+        source = str(path)
+        raw = read_toml(path)
     raw = apply_overrides(raw, overrides or [])
     return config_from_dict(raw, source)
 

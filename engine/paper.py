@@ -424,7 +424,7 @@ def _last_decided(path: Path) -> int:
     if not path.exists():
         return -1
     last = -1
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             last = max(last, int(json.loads(line)["ts"]))
         except (ValueError, KeyError, TypeError):

@@ -44,6 +44,7 @@ import pandas as pd
 
 from engine.config import BacktestConfig, config_from_dict, config_to_dict
 from engine.errors import DataError
+from engine.jsonfiles import read_json
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +77,13 @@ def read_bars(path: Path) -> pd.DataFrame:
     parquet, lines = path / "bars.parquet", path / "bars.jsonl"
     if lines.exists():
         rows = []
-        for line in lines.read_text().splitlines():
+        for line in lines.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except ValueError:
                 continue  # a line cut short by a crash
+            if isinstance(row, dict) and {"symbol", "ts", *COLUMNS} <= row.keys():
+                rows.append(row)  # anything else is not a bar line (a damaged or foreign file)
         frame = pd.DataFrame(rows, columns=["symbol", "ts", *COLUMNS, "live", "extra"])
         frame["extra"] = frame["extra"].eq(True)  # absent (a traded symbol's bar) -> False
     elif parquet.exists():
@@ -124,14 +127,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _read_json(file: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(file.read_text(errors="replace"))
-    except ValueError as exc:
-        raise DataError(f"{file}: not valid JSON ({exc}); the recording is damaged: restore {file.name} "
-                        "or record the session again") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{file}: expected a JSON object; the recording is damaged")
-    return data
+    return read_json(file, fix=f"the recording is damaged: restore {file.name} or record the session again",
+                     expect=dict)  # type: ignore[no-any-return]
 
 
 def load_session(path: Path) -> tuple[dict[str, Any], BacktestConfig]:

@@ -14,13 +14,12 @@ enforced by :mod:`research.dataset`.
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from engine.config import apply_overrides, check_bar_spec
+from engine.config import apply_overrides, check_bar_spec, read_toml
 from engine.errors import ConfigError, did_you_mean
 from engine.schema import check_unique, convert
 from models.sentiment import SentimentConfigError, SentimentSpec
@@ -293,17 +292,7 @@ def load_train_config(path: str | Path, overrides: list[str] | None = None) -> T
     ``train_demo_mlp``).
     """
     p = Path(path)
-    if p.is_dir():
-        raise ConfigError(f"config '{p}' is a directory: pass a TOML file in it, e.g. {p}/backtest.toml")
-    if not p.is_file():
-        raise ConfigError(
-            f"training config '{p}' does not exist: pass a TOML file such as "
-            "config/train_demo_mlp.toml"
-        )
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc}); fix the line it names") from None
+    raw = read_toml(p, "training config", "config/train_demo_mlp.toml")
     raw = apply_overrides(raw, overrides or [])
     raw.pop("tune", None)  # the [tune] table belongs to `sigtrade tune` (research.tune)
     cfg = train_config_from_dict(raw, str(p))

@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import ConfigError, MissingExtraError, did_you_mean
+from engine.jsonfiles import read_json
+from models.errors import ModelContractError
 from models.onnx_model import OnnxSignalModel
 from research.config import (
     MODEL_CONFIG_FILE,
@@ -68,7 +70,7 @@ def load_model_config(model_dir: Path, config: str | Path | None = None,
             f"{model_dir} has no {MODEL_CONFIG_FILE} (written by `sigtrade export`): pass the training "
             "config with --config so the splits can be rebuilt"
         )
-    raw = json.loads(file.read_text(encoding="utf-8"))
+    raw = read_json(file, fix="re-export the model with `sigtrade export`", error=ModelContractError, expect=dict)
     if overrides:
         from engine.config import apply_overrides
 

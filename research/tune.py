@@ -53,7 +53,6 @@ import shlex
 import socket
 import tempfile
 import time
-import tomllib
 import typing
 import warnings
 from collections.abc import Callable
@@ -64,7 +63,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import optuna
 
-from engine.config import apply_overrides
+from engine.config import apply_overrides, read_toml
 from engine.errors import ConfigError, DataError, did_you_mean
 from engine.schema import check_unique, convert
 from models.errors import ModelContractError
@@ -330,13 +329,7 @@ def load_tune_config(path: str | Path, overrides: list[str] | None = None) -> tu
     An empty ``output.name`` becomes the file's stem, as for ``sigtrade train``.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"training config '{p}' does not exist: pass a TOML file such as "
-                          "config/train_demo_gru.toml")
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc}); fix the line it names") from None
+    raw = read_toml(p, "training config", "config/train_demo_gru.toml")
     raw = apply_overrides(raw, list(overrides or []))
     tune_raw = raw.pop("tune", {})
     cfg = train_config_from_dict(raw, str(p))

@@ -29,7 +29,6 @@ check holds them within 1e-5).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +37,7 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from engine.jsonfiles import read_json
 from models.card import MODEL_FILE, load_card
 from models.errors import ModelContractError
 from research.config import MODEL_CONFIG_FILE, train_config_from_dict
@@ -150,7 +150,8 @@ def net_from_artifact(folder: str | Path) -> RecurrentNet:
     card = load_card(folder)
     params = graph_parameters(onnx.load(str(folder / MODEL_FILE)))
     table = params.get("embedding.weight")
-    cfg = train_config_from_dict(json.loads(config.read_text()), str(config))
+    cfg = train_config_from_dict(
+        read_json(config, fix="re-export it with sigtrade export", error=ModelContractError, expect=dict), str(config))
     net = build_net(cfg.model, card.lookback, card.n_features, 0 if table is None else int(table.shape[0]))
     if not supports_unrolled(net):
         raise ModelContractError(f"{folder}: a {net.architecture} model has no unrolled GRU graph")

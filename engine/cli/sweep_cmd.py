@@ -282,10 +282,9 @@ def sweep(
     to the object store once); walk-forward windows and --verify-top re-runs are tasks too.
     The results are the same, bit for bit.
     """
-    import tomllib
 
     t_start = time.perf_counter()
-    from engine.config import apply_overrides, load_config
+    from engine.config import apply_overrides, load_config, read_toml
     from engine.errors import ConfigError
     from engine.sim.grid import check_values, parse_grid
     from engine.sim.sweep import METRICS
@@ -307,7 +306,7 @@ def sweep(
         from engine.outputs import check_output_dir
 
         check_output_dir(out, "--out", protected=[base_cfg.data.catalog])
-    raw = apply_overrides(tomllib.loads(Path(config).read_text(encoding="utf-8")), set_)
+    raw = apply_overrides(read_toml(config), set_)
     check_values(raw, axes, str(config))  # every swept value, before the model is scored
     if jobs:
         import numba

@@ -25,6 +25,7 @@ from engine.config import BacktestConfig, config_from_dict, config_to_dict
 from engine.diagnosis.build import Diagnosis, diagnose
 from engine.diagnosis.context import SignalInputs, SignalLoader
 from engine.errors import ConfigError, DataError
+from engine.jsonfiles import read_json as read_saved_json
 from engine.report import DIAGNOSIS_FILE
 
 Progress = Callable[[str, float], None]
@@ -36,13 +37,8 @@ def _noop(_: str, __: float) -> None:
 
 
 def read_json(path: Path) -> Any:
-    """A JSON file of a saved run, or a DataError naming it."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise DataError(f"{path} is missing") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path} is not readable JSON ({exc}); re-run the command that wrote it") from exc
+    """A JSON file of a saved run (an object), or a DataError naming it."""
+    return read_saved_json(path, fix="re-run the command that wrote it", expect=dict)
 
 
 def folder_kind(folder: Path) -> str:

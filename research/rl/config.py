@@ -24,13 +24,12 @@ from a supervised training config.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from engine.config import MAX_CAPITAL, CostsConfig, apply_overrides, check_bar_spec
+from engine.config import MAX_CAPITAL, CostsConfig, apply_overrides, check_bar_spec, read_toml
 from engine.errors import ConfigError
 from engine.schema import convert
 from research.config import FeaturesSection, OutputSection, parse_range
@@ -267,13 +266,7 @@ def rl_config_from_dict(raw: dict[str, Any], source: str = "config") -> RLConfig
 
 
 def _read(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"RL config '{p}' does not exist: pass a TOML file such as config/rl_demo.toml")
-    try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc}); fix the line it names") from None
+    return read_toml(path, "RL config", "config/rl_demo.toml")
 
 
 def is_rl_config(path: str | Path) -> bool:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ConfigError
+from engine.jsonfiles import read_json
 from models.card import (
     CARD_FILE,
     MODEL_FILE,
@@ -169,7 +170,7 @@ def export_policy(source: str | Path, out: str | Path, *, name: str | None = Non
     diff = _parity(blob, module, policy, lookback, n_features, n_state)
     if not diff <= PARITY_TOL:
         raise ModelContractError(f"ONNX export of {source} disagrees with the policy by {diff:.2e} (> {PARITY_TOL:g})")
-    run = json.loads((folder / RUN_FILE).read_text())
+    run = read_json(folder / RUN_FILE, fix="train the policy again with `sigtrade rl train CONFIG`", expect=dict)
     result = run.get("result", {})
     validation = {k: float(v) for k, v in (result.get("validation") or {}).items()
                   if isinstance(v, int | float) and np.isfinite(v)}

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import ConfigError
+from engine.jsonfiles import read_json
 from research.rl import env_nb as E
 from research.rl.config import RL_CONFIG_FILE, RLConfig, rl_config_to_dict
 from research.rl.env import TradingVecEnv
@@ -197,8 +198,9 @@ def load_run(run_dir: str | Path) -> tuple[RLConfig, dict[str, Any], Any]:
     if not (folder / RL_CONFIG_FILE).is_file() or not best.is_file():
         raise ConfigError(f"'{folder}' is not an RL run folder with a policy ({RL_CONFIG_FILE} + {BEST_FILE}): "
                           "train one with `sigtrade rl train CONFIG`")
-    cfg = rl_config_from_dict(json.loads((folder / RL_CONFIG_FILE).read_text()), str(folder / RL_CONFIG_FILE))
-    meta = json.loads((folder / OBS_FILE).read_text())
+    fix = "train the policy again with `sigtrade rl train CONFIG`"
+    cfg = rl_config_from_dict(read_json(folder / RL_CONFIG_FILE, fix=fix, expect=dict), str(folder / RL_CONFIG_FILE))
+    meta = read_json(folder / OBS_FILE, fix=fix, expect=dict)
     if cfg.env.masks:
         from sb3_contrib import MaskablePPO as Algo
     else:

@@ -25,7 +25,6 @@ import math
 import os
 import shlex
 import socket
-import tomllib
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,7 +32,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import optuna
 
-from engine.config import apply_overrides
+from engine.config import apply_overrides, read_toml
 from engine.errors import ConfigError, did_you_mean
 from engine.schema import convert
 from research.rl.config import RLConfig, rl_config_from_dict, rl_config_to_dict
@@ -143,7 +142,7 @@ def load_tune_config(path: str | Path, overrides: list[str] | None = None) -> tu
 
     p = Path(path)
     cfg = load_rl_config(p, overrides)
-    raw = apply_overrides(tomllib.loads(p.read_text(encoding="utf-8")), list(overrides or []))
+    raw = apply_overrides(read_toml(p, "RL config"), list(overrides or []))
     return cfg, rl_tune_config_from_dict(raw.get("tune", {}), cfg, str(p))
 
 

@@ -125,6 +125,62 @@ def test_a_directory_given_as_config(work: Path, capsys: pytest.CaptureFixture[s
     _one_line_error(result, 2, "is a directory: pass a TOML file in it")
 
 
+@pytest.mark.parametrize("command", ["backtest", "sweep", "paper"])
+def test_a_config_that_is_not_text(work: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    (work / "binary.toml").write_bytes(b"\x00\xff\xfe\x1f\x8b not a config")
+    before = tree(work)
+    extra = ["--grid", "strategy.entry_threshold=0.5,0.6"] if command == "sweep" else []
+    result = run_cli([command, "binary.toml", *extra], capsys, cwd=work)
+    _one_line_error(result, 2, "binary.toml: not UTF-8 text (byte 1 is 0xff)", "re-save it as UTF-8")
+    assert tree(work) == before
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (b"\xff\xfe{}", "is not UTF-8 text"),
+    (b'{"metrics": ', "is not valid JSON"),
+    (b"[1, 2]", "holds a JSON list, expected a JSON object"),
+])
+def test_a_damaged_saved_run_is_named(work: Path, capsys: pytest.CaptureFixture[str], content: bytes,
+                                      needle: str) -> None:
+    run = work / "run"
+    run.mkdir()
+    (run / "diagnosis.json").write_bytes(content)
+    result = run_cli(["diagnose", "run"], capsys, cwd=work)
+    _one_line_error(result, 3, "diagnosis.json", needle, "re-run the command that wrote it")
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (None, "is not a paper-session record (session.json missing)"),
+    (b"\xff\xfe{", "session.json is not UTF-8 text"),
+    (b'{"config": ', "session.json is not valid JSON"),
+    (b"[]", "session.json holds a JSON list, expected a JSON object"),
+    (b"{}", "holds no 'config' table"),
+])
+def test_a_damaged_recording_is_named(work: Path, capsys: pytest.CaptureFixture[str], content: bytes | None,
+                                      needle: str) -> None:
+    rec = work / "rec"
+    rec.mkdir()
+    (rec / "bars.jsonl").write_text("")
+    if content is not None:
+        (rec / "session.json").write_bytes(content)
+    before = tree(work)
+    result = run_cli(["backtest", "bt.toml", "--replay", "rec"], capsys, cwd=work)
+    _one_line_error(result, 3, needle)
+    assert tree(work) == before
+
+
+def test_lines_of_a_recording_that_are_not_bars_are_skipped(tmp_path: Path) -> None:
+    from engine.replay import read_bars
+
+    bar = {"symbol": "SPY", "ts": 1, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 10.0, "live": True}
+    (tmp_path / "bars.jsonl").write_bytes(b"\n".join([
+        json.dumps(bar).encode(), b'{"symbol": "SPY", "ts": 2, "op', b"\xff\xfe garbage", b"[1, 2]", b"5",
+        b'{"symbol": "AAPL"}', json.dumps({**bar, "ts": 3}).encode(), b"",
+    ]))
+    frame = read_bars(tmp_path)
+    assert frame["ts"].tolist() == [1, 3] and frame["symbol"].tolist() == ["SPY", "SPY"]
+
+
 def test_an_empty_ensemble_is_refused(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ens = work / "ens"
     ens.mkdir()

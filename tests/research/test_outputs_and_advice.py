@@ -116,3 +116,36 @@ def test_a_postgresql_url_without_a_driver_names_the_one_sqlalchemy_picked(
     monkeypatch.setattr(db_drivers, "_installed", lambda module: False)
     text = db_drivers.missing_driver_advice("postgresql+psycopg2://u@h/db")
     assert text == "the URL names the 'psycopg2' driver, and 'psycopg2' is not installed: pip install psycopg2-binary"
+
+
+@pytest.mark.parametrize("command", [["train"], ["tune", "--trials", "1"], ["rl", "train"]])
+def test_a_research_config_that_is_not_text(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            command: list[str]) -> None:
+    (tmp_path / "binary.toml").write_bytes(b"\x00\xff\xfe\x1f\x8b not a config")
+    before = tree(tmp_path)
+    args = ["rl", "train", "binary.toml"] if command[0] == "rl" else [*command, "binary.toml"]
+    result = run_cli(args, capsys, cwd=tmp_path)
+    assert result.code == 2, result.stderr
+    assert result.message.count("\n") == 0 and "binary.toml: not UTF-8 text" in result.message, result.stderr
+    assert "internal error" not in result.stderr
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (b"\xff\xfe{}", "is not UTF-8 text"),
+    (b'{"data": ', "is not valid JSON"),
+    (b'"a string"', "holds a JSON str, expected a JSON object"),
+])
+def test_a_damaged_model_folder_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes,
+                                         needle: str) -> None:
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "models" / "demo_mlp", model)
+    (model / "train_config.json").write_bytes(content)
+    before = tree(tmp_path)
+    result = run_cli(["evaluate", "model"], capsys, cwd=tmp_path)
+    assert result.code == 4, result.stderr
+    assert "train_config.json" in result.message and needle in result.message, result.stderr
+    assert "re-export the model with `sigtrade export`" in result.message
+    assert tree(tmp_path) == before
