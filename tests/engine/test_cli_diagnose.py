@@ -148,4 +148,4 @@ def test_a_corrupt_diagnosis_json_is_a_data_error(tmp_path: Path, capsys: pytest
     folder.mkdir()
     (folder / "diagnosis.json").write_text("{not json")
     code, _, err = cli(capsys, "diagnose", str(folder))
-    assert code == 3 and "not readable JSON" in err and "Traceback" not in err
+    assert code == 3 and "is not valid JSON" in err and "Traceback" not in err
