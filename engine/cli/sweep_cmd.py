@@ -319,6 +319,18 @@ def sweep(
              console, stdout, executor, t_start)
 
 
+def _check_walk_forward(index: Any, spec: Any) -> None:
+    """The walk-forward has at least one window on the data, before any kernel runs."""
+    from engine.errors import ConfigError, DataError
+    from engine.stats.walk_forward import walk_forward_windows
+
+    try:
+        walk_forward_windows(index, spec)
+    except DataError as exc:
+        msg = str(exc) if str(exc).startswith("walk-forward") else f"walk-forward: {exc}"
+        raise ConfigError(f"--{msg}") from None
+
+
 def _run(
     base_cfg: Any, raw: dict[str, Any], axes: Any, config: Path, spec: Any, metric: str, top: int, out: Path | None,
     verify_top: int, pbo_blocks: int, no_stats: bool, max_memory: float, console: Console, stdout: Console,
@@ -337,6 +349,8 @@ def _run(
             bar.update(task, description=_PHASES.get(phase, phase), completed=frac)
 
         fast = load_fastpath(base_cfg, _score, progress)
+        if spec is not None:
+            _check_walk_forward(fast.window_index[1:], spec)
         p = plan(fast, grid_size(axes), not no_stats, int(max_memory * 2**30))
         console.print(f"[dim]{p.describe()}[/]", highlight=False)
         for label in never_allowing_regimes(fast, raw, axes, str(config)):

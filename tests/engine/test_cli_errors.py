@@ -90,6 +90,20 @@ def test_bad_grids_are_one_line(work: Path, capsys: pytest.CaptureFixture[str], 
     assert tree(work) == before
 
 
+def test_a_walk_forward_longer_than_the_data_stops_before_the_sweep(work: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    config = work / "sig.toml"
+    config.write_text(config.parent.joinpath("bt.toml").read_text().replace(
+        'kind = "sma_cross"', f'kind = "signal"\nmodel = "{ROOT / "models" / "demo_mlp"}"'))
+    before = tree(work)
+    result = run_cli(["sweep", str(config), "--grid", "strategy.entry_threshold=0.5,0.6",
+                      "--walk-forward", "train=100M,test=3M", "--out", "sweep-out"], capsys, cwd=work)
+    _one_line_error(result, 2, "--walk-forward train=100M,test=3M", "shorter than one training window",
+                    "use a shorter train window")
+    assert "configurations tried" not in result.stdout  # refused before the kernels ran
+    assert tree(work) == before
+
+
 def test_outputs_are_checked_before_any_work(work: Path, catalog: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (work / "a-file").write_text("x")
     cases = [
