@@ -204,7 +204,7 @@ def _test_groups(model_dir: Path, catalog: str) -> tuple[np.ndarray, dict[str, l
 
 
 def _metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
-    from research.metrics import classification_metrics
+    from engine.stats.classification import classification_metrics
 
     m = classification_metrics(y, p, threshold)
     half = classification_metrics(y, p, 0.5)
@@ -213,9 +213,9 @@ def _metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
 
 def evaluate_models(archs: list[str], out: Path, catalog: str) -> dict[str, Any]:
     """Validation and test metrics of each artifact, the ensemble card and its metrics."""
+    from engine.stats.classification import best_threshold
     from models.ensemble import EnsembleCard, EnsembleMember, write_ensemble_card
     from research.evaluate import evaluate
-    from research.metrics import best_threshold
 
     t0 = time.perf_counter()
     evals: dict[str, Any] = {}

@@ -39,9 +39,9 @@ ENSEMBLE = "demo_ensemble"
 
 def ensemble_threshold(model_dirs: list[Path]) -> float:
     """Best-F1 threshold of the F1-weighted mean of the members' validation probabilities."""
+    from engine.stats.classification import best_threshold
     from models.card import load_card
     from research.evaluate import evaluate
-    from research.metrics import best_threshold
 
     runs = [evaluate(d, "validation", plots=False, out=Path("out") / "evaluate" / d.name / "validation")
             for d in model_dirs]

@@ -28,6 +28,7 @@ import pandas as pd
 
 from engine.errors import ConfigError, MissingExtraError, did_you_mean
 from engine.jsonfiles import read_json
+from engine.stats.classification import classification_metrics, pr_curve, roc_curve, threshold_grid
 from models.errors import ModelContractError
 from models.onnx_model import OnnxSignalModel
 from research.config import (
@@ -38,7 +39,6 @@ from research.config import (
     train_config_from_dict,
 )
 from research.dataset import DatasetSpec, build_windows
-from research.metrics import classification_metrics, pr_curve, roc_curve, threshold_grid
 
 __all__ = ["EvalResult", "evaluate", "load_model_config"]
 

@@ -6,7 +6,7 @@ asset embedding, output ``probability`` ``[-1]`` float32 with the sigmoid inside
 graph; ONNX opset 17, dynamic batch axis. The card records the scaler fitted on the
 training split, the asset map, the label, the decision threshold (the grid threshold
 with the best validation F1 among those calling 1-95 % of windows positive, see
-:func:`research.metrics.best_threshold`), the data ranges, the exact command that reproduces the
+:func:`engine.stats.classification.best_threshold`), the data ranges, the exact command that reproduces the
 artifact, and the best epoch's validation metrics including ``f1`` (at that threshold)
 and ``prob_quantiles`` (101 percentiles of the validation probabilities, used by
 ``rank_average`` ensembles).

@@ -43,11 +43,11 @@ import torch
 from torch import nn
 
 from engine.errors import ConfigError
+from engine.stats.classification import best_threshold, classification_metrics, prob_quantiles
 from research.config import TrainConfig, config_to_dict
 from research.dataset import DatasetSpec, WindowData, build_windows
 from research.loader import WindowDataset, batch_order, iter_batches
 from research.losses import make_loss
-from research.metrics import best_threshold, classification_metrics, prob_quantiles
 from research.nets import SignalNet, build_net, count_parameters
 
 __all__ = [

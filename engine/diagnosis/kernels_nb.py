@@ -30,22 +30,15 @@ from numba import njit, prange
 
 from engine.sim.kernels_nb import (
     N_STAT,
-    S_COMMISSION,
-    S_EXPOSED,
-    S_FILLS,
-    S_LEDGER_CLASH,
-    S_NOTIONAL,
-    S_SLIPPAGE,
-    S_TRADES,
     ST_END,
     ST_PAST,
     ST_WARM,
     _insert,
     _remove,
-    curve_stats_nb,
     enqueue_nb,
     entry_qty_nb,
     fill_nb,
+    finish_stats_nb,
     mark_nb,
     new_curve_nb,
     record_fill_nb,
@@ -207,14 +200,7 @@ def _hold_subset_nb(
             if record:
                 rec_equity[j] = eq
             j += 1
-    curve_stats_nb(curve, capital, stats)
-    stats[S_TRADES] = trades
-    stats[S_FILLS] = n_fills
-    stats[S_NOTIONAL] = notional
-    stats[S_COMMISSION] = commission
-    stats[S_SLIPPAGE] = slippage
-    stats[S_EXPOSED] = exposed
-    stats[S_LEDGER_CLASH] = clash
+    finish_stats_nb(curve, capital, stats, trades, n_fills, notional, commission, slippage, exposed, clash)
     return n_fills
 
 

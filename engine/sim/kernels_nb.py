@@ -199,7 +199,7 @@ def record_fill_nb(
     rec_reason[n] = reason
 
 
-# the equity curve's running figures (mark_nb / curve_stats_nb), one float array per configuration
+# the equity curve's running figures (mark_nb / finish_stats_nb), one float array per configuration
 C_PREV, C_PEAK, C_MDD, C_NRET, C_MEAN, C_M2, C_DOWN2, C_SUM, C_NEQ = range(9)
 N_CURVE = 9
 
@@ -284,8 +284,11 @@ def mark_nb(
 
 
 @njit(cache=True, inline="always")
-def curve_stats_nb(curve: np.ndarray, capital: float, stats: np.ndarray) -> None:
-    """Write the curve's figures into a statistics row."""
+def finish_stats_nb(
+    curve: np.ndarray, capital: float, stats: np.ndarray, trades: int, n_fills: int, notional: float,
+    commission: float, slippage: float, exposed: int, ledger_clash: int,
+) -> None:
+    """Write a finished run's figures into its statistics row: the curve's and the run's counters."""
     stats[S_FINAL] = curve[C_PREV] if curve[C_NEQ] > 0 else capital
     stats[S_NRET] = curve[C_NRET]
     stats[S_MEAN] = curve[C_MEAN]
@@ -294,6 +297,13 @@ def curve_stats_nb(curve: np.ndarray, capital: float, stats: np.ndarray) -> None
     stats[S_MDD] = curve[C_MDD]
     stats[S_SUM_EQ] = curve[C_SUM]
     stats[S_NEQ] = curve[C_NEQ]
+    stats[S_TRADES] = trades
+    stats[S_FILLS] = n_fills
+    stats[S_NOTIONAL] = notional
+    stats[S_COMMISSION] = commission
+    stats[S_SLIPPAGE] = slippage
+    stats[S_EXPOSED] = exposed
+    stats[S_LEDGER_CLASH] = ledger_clash
 
 
 @njit(cache=True)
@@ -599,14 +609,7 @@ def run_config_nb(
             if record:
                 rec_equity[j] = eq
             j += 1
-    curve_stats_nb(curve, capital, stats)
-    stats[S_TRADES] = trades
-    stats[S_FILLS] = n_fills
-    stats[S_NOTIONAL] = notional
-    stats[S_COMMISSION] = commission
-    stats[S_SLIPPAGE] = slippage
-    stats[S_EXPOSED] = exposed
-    stats[S_LEDGER_CLASH] = ledger_clash
+    finish_stats_nb(curve, capital, stats, trades, n_fills, notional, commission, slippage, exposed, ledger_clash)
     return n_fills
 
 

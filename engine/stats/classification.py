@@ -1,8 +1,7 @@
 """Binary classification metrics in numpy: threshold metrics, PR-AUC, ROC-AUC, curves, grids.
 
-Used by training and evaluation (``research``, which re-exports them as
-:mod:`research.metrics`) and by the backtest diagnosis (:mod:`engine.diagnosis.signal_quality`),
-which scores a model's probabilities on the backtest window without the research extra.
+Used by training and evaluation (``research``) and by the backtest diagnosis
+(:mod:`engine.diagnosis.signal_quality`), which scores a model's probabilities on the backtest window without the research extra.
 
 Definitions follow scikit-learn's (which is not a dependency), and the tests pin them
 against hand-computed examples:
@@ -24,6 +23,7 @@ import numpy as np
 
 __all__ = [
     "BINARY_METRICS",
+    "DEFAULT_GRID",
     "best_threshold",
     "classification_metrics",
     "pr_auc",

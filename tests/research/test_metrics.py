@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from research.metrics import (
+from engine.stats.classification import (
     best_threshold,
     classification_metrics,
     pr_auc,
