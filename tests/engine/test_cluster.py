@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,34 +133,46 @@ def test_backtest_batch_runs_without_a_cluster_too(batch_configs: list[Path], on
     _check_batch(out, one_by_one)
 
 
+def _batch_under_fault(args: list[str], strike: Callable[[], bool]) -> subprocess.CompletedProcess[str]:
+    """``sigtrade backtest ARGS`` while a thread calls *strike* every 50 ms until it strikes (returns True), 240 s at most."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        end = time.monotonic() + 240
+        while not stop.is_set() and time.monotonic() < end:
+            if strike():
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        return sigtrade("backtest", *args)
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+
+
 def test_a_worker_killed_mid_task_is_retried_and_no_row_is_lost_or_doubled(
     ray_cluster: Any, batch_configs: list[Path], one_by_one: dict[str, Any], tmp_path: Path
 ) -> None:
     killed: list[int] = []
-    stop = threading.Event()
 
-    def killer() -> None:
-        end = time.monotonic() + 240
-        while not stop.is_set() and time.monotonic() < end:
-            pids = ray_cluster.worker_pids("sigtrade.backtest")
-            if pids:
-                time.sleep(0.5)  # mid-task: the backtest has started
-                try:
-                    os.kill(pids[0], signal.SIGKILL)
-                    killed.append(pids[0])
-                except ProcessLookupError:
-                    continue
-                return
-            time.sleep(0.05)
+    def kill_a_worker() -> bool:
+        pids = ray_cluster.worker_pids("sigtrade.backtest")
+        if not pids:
+            return False
+        time.sleep(0.5)  # mid-task: the backtest has started
+        try:
+            os.kill(pids[0], signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        killed.append(pids[0])
+        return True
 
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
     out = tmp_path / "batch"
-    try:
-        proc = sigtrade("backtest", str(batch_configs[1]), *BATCH_GRID, "--out", str(out), "--cluster", ray_cluster.address)
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    proc = _batch_under_fault([str(batch_configs[1]), *BATCH_GRID, "--out", str(out), "--cluster", ray_cluster.address],
+                              kill_a_worker)
     assert killed, "no worker was running a backtest to kill"
     assert proc.returncode == 0, proc.stderr
     assert "2 task(s) on 2 CPU(s); 1 retried" in proc.stderr
@@ -171,27 +184,20 @@ def test_a_node_lost_mid_task_is_retried_and_no_row_is_lost_or_doubled(
 ) -> None:
     node = ray_cluster.add_node(cpus=1)  # a third machine, lost while it runs a backtest
     lost: list[int] = []
-    stop = threading.Event()
 
-    def lose_it() -> None:
-        end = time.monotonic() + 240
-        while not stop.is_set() and time.monotonic() < end:
-            if ray_cluster.worker_pids("sigtrade.backtest", node):
-                time.sleep(0.5)  # mid-task
-                ray_cluster.kill_node(node)
-                lost.append(node.pid)
-                return
-            time.sleep(0.05)
+    def lose_the_node() -> bool:
+        if not ray_cluster.worker_pids("sigtrade.backtest", node):
+            return False
+        time.sleep(0.5)  # mid-task
+        ray_cluster.kill_node(node)
+        lost.append(node.pid)
+        return True
 
-    thread = threading.Thread(target=lose_it, daemon=True)
-    thread.start()
     out = tmp_path / "batch"
     try:
-        proc = sigtrade("backtest", *map(str, batch_configs), *BATCH_GRID, "--out", str(out),
-                        "--cluster", ray_cluster.address)
+        proc = _batch_under_fault([*map(str, batch_configs), *BATCH_GRID, "--out", str(out),
+                                   "--cluster", ray_cluster.address], lose_the_node)
     finally:
-        stop.set()
-        thread.join(timeout=15)
         if node.poll() is None:
             ray_cluster.kill_node(node)
     assert lost, "no backtest ran on the extra node"
