@@ -225,19 +225,19 @@ def _verify(res: Any, metric: str, k: int, console: Console, out: Path | None, e
 
         results = executor.map(tasks.backtest, cfgs, label="verify-top re-runs", isolate=True, announced=True)
 
-    from engine.sim.fastpath import fills_identical
+    from engine.sim.fastpath import run_identical
 
     table = Table(title=f"top {k} by {metric} re-run in the event engine", title_justify="left")
     for c in ("#", "config", "simulator", "Sharpe", "return", "max DD", "trades", "fills", "final equity", "identical"):
         table.add_column(c, justify="right")
     rows: list[Any] = []
     for i, (cid, cfg, result) in enumerate(zip(best, cfgs, results, strict=True), start=1):
-        kernel, kernel_eq, stats = res.fast.trace(cfg)
+        a, kernel_eq, stats = res.fast.trace_fills(cfg)  # the fills are compared; no round trips needed
         km = res.fast.metrics(stats[None, :]).iloc[0]
         event = result.strategy
         em = compute_metrics(event, risk_free_rate=cfg.metrics.risk_free_rate)
-        same = fills_identical(kernel.fills, event.fills) and bool((kernel_eq.to_numpy() == event.equity.to_numpy()).all())
-        a, b = kernel.fills, event.fills
+        b = event.fills
+        same = run_identical(a, kernel_eq, b, event.equity)
         link = None
         if out is not None:
             write_outputs(result, out / "verify" / str(cid))
@@ -319,16 +319,15 @@ def sweep(
              console, stdout, executor, t_start)
 
 
-def _check_walk_forward(index: Any, spec: Any) -> None:
-    """The walk-forward has at least one window on the data, before any kernel runs."""
+def _walk_forward_windows(index: Any, spec: Any) -> int:
+    """How many walk-forward windows the data hold: at least one, or a ConfigError before any kernel runs."""
     from engine.errors import ConfigError, DataError
     from engine.stats.walk_forward import walk_forward_windows
 
     try:
-        walk_forward_windows(index, spec)
-    except DataError as exc:
-        msg = str(exc) if str(exc).startswith("walk-forward") else f"walk-forward: {exc}"
-        raise ConfigError(f"--{msg}") from None
+        return len(walk_forward_windows(index, spec))
+    except DataError as exc:  # its message starts "walk-forward <spec>: ..."
+        raise ConfigError(f"--{exc}") from None
 
 
 def _run(
@@ -349,14 +348,13 @@ def _run(
             bar.update(task, description=_PHASES.get(phase, phase), completed=frac)
 
         fast = load_fastpath(base_cfg, _score, progress)
-        if spec is not None:
-            _check_walk_forward(fast.window_index[1:], spec)
+        n_windows = _walk_forward_windows(fast.window_index[1:], spec) if spec is not None else 0
         p = plan(fast, grid_size(axes), not no_stats, int(max_memory * 2**30))
         console.print(f"[dim]{p.describe()}[/]", highlight=False)
         for label in never_allowing_regimes(fast, raw, axes, str(config)):
             console.print(f"[bold yellow]warning:[/] the regime filter never allows an entry with {label}: those configurations cannot trade", highlight=False)
         if executor is not None:
-            _announce(executor, fast, spec, verify_top, p.n_configs)
+            executor.expect(n_windows + min(verify_top, p.n_configs))  # one bar over all the tasks
         t0 = time.perf_counter()
         res = run_sweep(fast, raw, axes, str(config), p, progress, executor=executor)
         wall = time.perf_counter() - t0
@@ -404,20 +402,6 @@ def _run(
     if rows is not None and not all(r.identical for r in rows):
         stdout.print("[bold red]the event engine disagrees with the kernel: this is a bug, please report it[/]")
         raise typer.Exit(1)
-
-
-def _announce(executor: Any, fast: Any, spec: Any, verify_top: int, n_configs: int) -> None:
-    """Count the walk-forward windows and verify-top re-runs up front: one bar over all tasks."""
-    n = min(verify_top, n_configs)
-    if spec is not None:
-        from engine.errors import DataError
-        from engine.stats.walk_forward import walk_forward_windows
-
-        try:
-            n += len(walk_forward_windows(fast.window_index[1:], spec))
-        except DataError:
-            pass
-    executor.expect(n)
 
 
 def _threads() -> int:

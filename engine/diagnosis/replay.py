@@ -37,7 +37,7 @@ from engine.diagnosis import kernels_nb as KD
 from engine.diagnosis.context import SIGNAL_KINDS, Context
 from engine.ledger import mark_to_market
 from engine.regime import enabled as regime_enabled
-from engine.sim.fastpath import FastPath, fills_identical
+from engine.sim.fastpath import FastPath, run_identical
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +134,7 @@ def build_replay(ctx: Context, fast: FastPath | None = None) -> Replay | None:
         rep = Replay("signal", fast)
     fills, equity, _ = rep.trace(cfg)
     run = ctx.run
-    same_fills = fills_identical(fills, run.fills)
-    same_equity = len(equity) == len(run.equity) and bool((equity.to_numpy() == run.equity.to_numpy()).all())
-    rep.reproduced = same_fills and same_equity
+    rep.reproduced = run_identical(fills, equity, run.fills, run.equity)
     if rep.reproduced:
         rep.detail = (
             f"the fast path reproduces the run exactly at the configured costs ({len(fills):,} fills, "

@@ -535,6 +535,12 @@ def fills_identical(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return bool((x == y).all().all())
 
 
+def run_identical(fills: pd.DataFrame, equity: pd.Series, other_fills: pd.DataFrame, other_equity: pd.Series) -> bool:
+    """Whether two runs agree exactly: their fills (:func:`fills_identical`) and every value of their equity paths."""
+    return (fills_identical(fills, other_fills) and len(equity) == len(other_equity)
+            and bool((equity.to_numpy() == other_equity.to_numpy()).all()))
+
+
 def check_clash(stats: np.ndarray) -> None:
     """Refuse statistics whose ledger saw a fill due after its symbol's next bar close."""
     if (stats[:, K.S_LEDGER_CLASH] > 0).any():
