@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ import pandas as pd
 
 from engine.config import BacktestConfig, load_config
 from engine.errors import ConfigError
+from engine.outputs import atomic_write_text
 from engine.results import BacktestResult
 from engine.sim.grid import Axis, toml_value
 
@@ -119,13 +118,6 @@ def summary_frame(runs: Sequence[BatchRun], results: Sequence[BacktestResult]) -
     return pd.DataFrame([summary_row(r, res) for r, res in zip(runs, results, strict=True)])
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def write_batch(out: Path, runs: Sequence[BatchRun], results: Sequence[BacktestResult]) -> dict[str, Path]:
     """Each run's outputs in ``out/<name>/`` and ``summary.csv`` / ``summary.json`` in *out*."""
     from engine.metrics import json_safe
@@ -135,11 +127,11 @@ def write_batch(out: Path, runs: Sequence[BatchRun], results: Sequence[BacktestR
     for run, result in zip(runs, results, strict=True):
         write_outputs(result, out / run.name)
     frame = summary_frame(runs, results)
-    _atomic_text(out / "summary.csv", frame.to_csv(index=False))
+    atomic_write_text(out / "summary.csv", frame.to_csv(index=False))
     payload = [
         {"run": r.name, "config": str(r.config_path), "overrides": list(r.overrides), "grid": r.grid,
          "command": r.command(), "metrics": res.metrics}
         for r, res in zip(runs, results, strict=True)
     ]
-    _atomic_text(out / "summary.json", json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n")
     return {"summary.csv": out / "summary.csv", "summary.json": out / "summary.json"}

@@ -33,6 +33,7 @@ from nautilus_trader.persistence.catalog import ParquetDataCatalog
 from nautilus_trader.persistence.wranglers import BarDataWrangler
 
 from engine.errors import DataError, did_you_mean
+from engine.outputs import atomic_write_text
 
 VENUE = Venue("XNYS")
 """The simulated venue every catalog instrument trades on."""
@@ -138,18 +139,6 @@ def read_index(path: str | Path) -> CatalogIndex:
         symbols=dict(raw.get("symbols", {})),
         note=str(raw.get("note", "")),
     )
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write *text* to *path* through a temporary file in the same directory, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_index(path: str | Path, index: CatalogIndex) -> None:

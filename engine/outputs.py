@@ -7,6 +7,7 @@ write - ``--out``, ``--record``, run folders, export targets, database files - r
 after it has parsed its options, before it loads any data. Nothing is created by the
 check: it probes the nearest existing parent with a temporary file it removes at once,
 which also catches read-only file systems where ``os.access`` (as root) says yes.
+:func:`atomic_write_text` is how a single file is then written: never half of it.
 """
 
 from __future__ import annotations
@@ -95,3 +96,15 @@ def check_output_file(path: str | Path, option: str, *, protected: Iterable[str 
         raise ConfigError(f"{option} {p} is a directory: give a file path")
     check_output_dir(p.parent if str(p.parent) else Path("."), option, protected=protected)
     return p
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write *text* to *path* through a temporary file in the same directory, then rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

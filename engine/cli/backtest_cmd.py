@@ -184,7 +184,7 @@ def _replay(config: Path, set_: list[str], path: Path, out: Path | None) -> None
     diffs = compare_decisions(recorded, replayed)
     stdout = Console(emoji=False)
     if out is not None:
-        from engine.catalog import atomic_write_text
+        from engine.outputs import atomic_write_text
 
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "replay_decisions.json", json.dumps(replayed, indent=1))

@@ -11,8 +11,6 @@ event engine's (tests/engine/test_parity_real.py) - and diagnoses each like a ba
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from engine.diagnosis.build import Diagnosis, diagnose
 from engine.diagnosis.context import SignalInputs, SignalLoader
 from engine.errors import ConfigError, DataError
 from engine.jsonfiles import read_json as read_saved_json
+from engine.outputs import atomic_write_text
 from engine.report import DIAGNOSIS_FILE
 
 Progress = Callable[[str, float], None]
@@ -67,18 +66,6 @@ def saved_config(folder: Path) -> BacktestConfig:
     return config_from_dict(read_json(folder / "config.json"), str(folder / "config.json"))
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write *payload* as JSON through a temporary file in the same folder."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def confirm_saved(folder: Path) -> dict[str, Any]:
     """Re-run the event engine at the saved break-even cost; record it in diagnosis.json; return the diagnosis."""
     from engine.diagnosis import verdict
@@ -95,7 +82,7 @@ def confirm_saved(folder: Path) -> dict[str, Any]:
 
     be["confirmation"] = json_safe(confirm(cfg, be, run))
     data["verdict"] = verdict.section(data)
-    write_json_atomic(folder / DIAGNOSIS_FILE, data)
+    atomic_write_text(folder / DIAGNOSIS_FILE, json.dumps(data, indent=2, allow_nan=False) + "\n")
     return dict(data)
 
 
