@@ -107,6 +107,11 @@ def _num(x: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def rate_per_period(annual_rate: float, periods_per_year: float) -> float:
+    """An annual rate as the rate per period that compounds to it: ``(1 + rate) ** (1 / P) - 1``."""
+    return float((1.0 + annual_rate) ** (1.0 / periods_per_year) - 1.0)
+
+
 def returns(equity: pd.Series) -> np.ndarray:
     """Per-bar simple returns ``E_t / E_{t-1} - 1`` of an equity curve (length n - 1)."""
     e: np.ndarray = np.asarray(equity, dtype="float64")
@@ -219,7 +224,7 @@ def compute_metrics(
 
     r = returns(equity)
     r = r[np.isfinite(r)]
-    rf_p = (1.0 + risk_free_rate) ** (1.0 / P) - 1.0
+    rf_p = rate_per_period(risk_free_rate, P)
     vol: float | None = None
     sharpe: float | None = None
     sortino: float | None = None

@@ -18,6 +18,7 @@ import pandas as pd
 
 from engine import sessions
 from engine.config import BacktestConfig
+from engine.overlays import round_trip_rate
 from engine.results import BacktestResult, RunInputs, RunResult
 
 SignalLoader = Callable[[BacktestConfig, dict[str, pd.DataFrame]], Mapping[str, Any]]
@@ -94,8 +95,7 @@ class Context:
     @property
     def round_trip_rate(self) -> float:
         """Proportional cost of one round trip: 2 x (commission + slippage) bps / 1e4 (per-share parts excluded)."""
-        c = self.cfg.costs
-        return 2.0 * (c.commission_bps + c.slippage_bps) / 10_000.0
+        return round_trip_rate(self.cfg)
 
     @property
     def bars_per_session(self) -> int:

@@ -31,7 +31,7 @@ import pandas as pd
 from engine.diagnosis.context import Context
 from engine.diagnosis.holdings import percentile, random_holds, universe_buy_and_hold
 from engine.diagnosis.replay import Replay, one_slot_config
-from engine.diagnosis.tables import finite
+from engine.html_page import finite
 from engine.ledger import empty_fills
 from engine.metrics import compute_metrics
 from engine.results import RunResult

@@ -35,7 +35,8 @@ import pandas as pd
 from engine.config import BacktestConfig
 from engine.diagnosis.context import Context
 from engine.diagnosis.replay import Replay, with_costs
-from engine.diagnosis.tables import by_month, fill_costs, finite, trade_ids
+from engine.diagnosis.tables import by_month, fill_costs, trade_ids
+from engine.html_page import finite
 
 _REFINE = 20
 

@@ -25,8 +25,7 @@ from engine.diagnosis import kernels_nb as KD
 from engine.errors import ConfigError
 from engine.ledger import mark_to_market
 from engine.overlays import cost_rate
-from engine.sim import kernels_nb as K
-from engine.sim.fastpath import FastPath
+from engine.sim.fastpath import FastPath, check_clash
 
 
 @dataclass
@@ -40,10 +39,6 @@ class Holding:
     fills: pd.DataFrame
 
 
-def _rf_p(fast: FastPath) -> float:
-    return float((1.0 + fast.cfg.metrics.risk_free_rate) ** (1.0 / fast.periods_per_year) - 1.0)
-
-
 def _args(fast: FastPath, cfg: BacktestConfig, max_gross: float, keep: bool = True) -> tuple[Any, ...]:
     bid, ask = fast.quotes(cfg.costs.slippage_bps, keep=keep)
     lay = fast.bar_layout()
@@ -51,7 +46,7 @@ def _args(fast: FastPath, cfg: BacktestConfig, max_gross: float, keep: bool = Tr
     return (
         fast.ts, fast.in_window, lay["act_ptr"], lay["act_sym"], lay["state"], lay["close"], lay["mark"],
         fast.ref, fast.fill_ts, bid, ask, fast.rank_of, fast.capital, fast.qty_scale, cost_rate(cfg),
-        float(c.commission_bps), float(c.commission_per_share), float(c.commission_min), float(max_gross), _rf_p(fast),
+        float(c.commission_bps), float(c.commission_per_share), float(c.commission_min), float(max_gross), fast.rf_per_bar,
     )
 
 
@@ -78,8 +73,7 @@ def hold_stats(
     members = np.ascontiguousarray(members, dtype=np.int64)
     n = (members >= 0).sum(axis=1).astype(np.int64)  # rows are padded with -1 after their members
     stats: np.ndarray = KD.buy_and_hold_nb(members, n, *_args(fast, cfg, max_gross, keep))
-    if (stats[:, K.S_LEDGER_CLASH] > 0).any():
-        raise RuntimeError("buy-and-hold kernel ledger: a fill was due after its symbol's next bar close (bar timing bug)")
+    check_clash(stats)
     return stats
 
 
@@ -98,8 +92,7 @@ def hold(
     member[idx] = True
     n_win = int(fast.in_window.sum())
     stats, rec, reasons, equity = KD.buy_and_hold_trace_nb(member, len(idx), *_args(fast, cfg, max_gross), n_win)
-    if stats[K.S_LEDGER_CLASH] > 0:
-        raise RuntimeError("buy-and-hold kernel ledger: a fill was due after its symbol's next bar close (bar timing bug)")
+    check_clash(stats[None, :])
     fills = fast.fills_frame(rec, np.asarray(reasons))
     frames = {s: fast.window[s] for s in fast.symbols}
     eq, exposure = mark_to_market(fills, frames, fast.window_index, fast.capital)

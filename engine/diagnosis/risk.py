@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from engine.diagnosis.context import Context
-from engine.diagnosis.tables import finite
-from engine.metrics import returns
+from engine.html_page import finite
+from engine.metrics import rate_per_period, returns
 from engine.stats.sharpe import higher_moments
 
 _TZ = "America/New_York"
@@ -90,11 +90,11 @@ def section(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     P = ctx.periods_per_year
     eq = ctx.run.equity.astype("float64")
     r = returns(eq)
-    rf_p = (1.0 + ctx.cfg.metrics.risk_free_rate) ** (1.0 / P) - 1.0
+    rf_p = rate_per_period(ctx.cfg.metrics.risk_free_rate, P)
     sr, se, se_nn = sharpe_se(r, P, rf_p)
     bench_eq = ctx.result.benchmark.equity.astype("float64")
     P_b = float((ctx.result.metrics.get("benchmark") or {}).get("periods_per_year") or P)
-    b_sr, b_se, _ = sharpe_se(returns(bench_eq), P_b, (1.0 + ctx.cfg.metrics.risk_free_rate) ** (1.0 / P_b) - 1.0)
+    b_sr, b_se, _ = sharpe_se(returns(bench_eq), P_b, rate_per_period(ctx.cfg.metrics.risk_free_rate, P_b))
     diff = sr - b_sr if sr is not None and b_sr is not None else None
     scale = math.sqrt(se**2 + b_se**2) if se is not None and b_se is not None else None
     per_session = P / 252.0

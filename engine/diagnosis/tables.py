@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 _TZ = "America/New_York"
-
-
-def finite(x: Any) -> float | None:
-    """*x* as a finite float, or None (undefined figures are None in diagnosis.json)."""
-    if x is None:
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def fill_costs(fills: pd.DataFrame) -> np.ndarray:

@@ -42,6 +42,7 @@ from engine.config import BacktestConfig, RegimeConfig, bar_minutes, config_to_d
 from engine.errors import ConfigError, DataError
 from engine.fills import execution_quotes
 from engine.ledger import build_run, empty_fills, timeline
+from engine.metrics import rate_per_period
 from engine.overlays import (
     EXIT_REASONS,
     atr_pct,
@@ -383,17 +384,20 @@ class FastPath:
         """
         return self._args()
 
+    @property
+    def rf_per_bar(self) -> float:
+        """The config's annual risk-free rate as a rate per bar (what the kernels' Sharpe figures subtract)."""
+        return rate_per_period(self.cfg.metrics.risk_free_rate, self.periods_per_year)
+
     def _args(self) -> tuple[Any, ...]:
         T, S = self.state.shape
         quotes = self._slip.stacked((2, T, S), np.float64)
-        rf = self.cfg.metrics.risk_free_rate
-        rf_p = (1.0 + rf) ** (1.0 / self.periods_per_year) - 1.0
         return (
             self.ts, self.in_window, self.day, int(self.trade_from), self.act_ptr, self.act_sym,
             *self._per_bar, self.ref, self.fill_ts,
             np.ascontiguousarray(quotes[:, 0]), np.ascontiguousarray(quotes[:, 1]),
             self._atr.stacked((T, S), np.float64), self._move.stacked((T, S), np.float64),
-            self._regime.stacked((T,), np.bool_), self.rank_of, self.capital, self.qty_scale, rf_p,
+            self._regime.stacked((T,), np.bool_), self.rank_of, self.capital, self.qty_scale, self.rf_per_bar,
         )
 
     def bytes_per_config(self, keep_equity: bool) -> int:
