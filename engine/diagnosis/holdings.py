@@ -6,7 +6,7 @@ trading window at the next fill, sold on its last decision bar) through the run'
 fill timing and ledger, on the universe a :class:`~engine.sim.fastpath.FastPath` holds:
 the same bar prices, execution quotes and fill times as the event engine. One subset's
 fills and equity are those of ``sigtrade backtest`` with ``strategy.kind = "buy_and_hold"``,
-``data.symbols`` = the subset and no overlays (tests/engine/test_diagnosis_controls.py).
+``data.symbols`` = the subset and no overlays (tests/engine/test_diagnosis.py).
 Equity is marked on the universe's bar closes, so the figures (Sharpe, drawdown) are on
 the same grid as the strategy's.
 """

@@ -13,7 +13,7 @@ decision bar (``close_at_end``). Its books, fills and equity follow the same rul
 same float operations, as :mod:`engine.sim.kernels_nb` (the ledger's additions in (time,
 symbol name) order, positions marked at window closes and summed in name order), so one
 subset's final equity and equity path equal the event engine's buy-and-hold of those
-symbols (tests/engine/test_diagnosis_controls.py).
+symbols (tests/engine/test_diagnosis.py).
 
 :func:`sma_signal_nb` is ``strategies.sma_cross``'s pair of running averages (the same
 running sums, in the same order), as a 0/1 "probability": 1.0 where the fast SMA is above

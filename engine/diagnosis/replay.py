@@ -98,6 +98,10 @@ class Replay:
         return h.fills, h.equity, h.exposure
 
 
+FAST_BOOKS = "fast path (the sweep kernel; bit-identical to the event engine)"
+"""``Context.source`` of a run whose books the fast path itself wrote (a sweep configuration)."""
+
+
 def build_fastpath(ctx: Context) -> tuple[FastPath, str] | tuple[None, str]:
     """The universe prepared for the kernels, with the strategy's signal; (None, why) when there is none."""
     cfg, inp = ctx.cfg, ctx.inputs
@@ -132,6 +136,10 @@ def build_replay(ctx: Context, fast: FastPath | None = None) -> Replay | None:
             return rep
     else:
         rep = Replay("signal", fast)
+    if ctx.source == FAST_BOOKS:  # the run is this replay's own trace: comparing it with itself proves nothing
+        rep.reproduced = True
+        rep.detail = "the run's books are the fast path's own (a sweep configuration), so the replay is the run"
+        return rep
     fills, equity, _ = rep.trace(cfg)
     run = ctx.run
     rep.reproduced = run_identical(fills, equity, run.fills, run.equity)

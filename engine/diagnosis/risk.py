@@ -34,8 +34,6 @@ from engine.html_page import finite
 from engine.metrics import rate_per_period, returns
 from engine.stats.sharpe import higher_moments
 
-_TZ = "America/New_York"
-
 
 def sharpe_se(r: np.ndarray, periods_per_year: float, rf_p: float = 0.0) -> tuple[float | None, float | None, float | None]:
     """(annualised Sharpe, iid standard error, non-normal standard error) of per-bar returns *r* over *rf_p* per bar."""

@@ -22,13 +22,13 @@ from engine import catalog as cat
 from engine.config import BacktestConfig, config_from_dict, config_to_dict
 from engine.diagnosis.build import Diagnosis, diagnose
 from engine.diagnosis.context import SignalInputs, SignalLoader
+from engine.diagnosis.replay import FAST_BOOKS
 from engine.errors import ConfigError, DataError
 from engine.jsonfiles import read_json as read_saved_json
 from engine.outputs import atomic_write_text
 from engine.report import DIAGNOSIS_FILE
 
 Progress = Callable[[str, float], None]
-FAST_BOOKS = "fast path (the sweep kernel; bit-identical to the event engine)"
 
 
 def _noop(_: str, __: float) -> None:
