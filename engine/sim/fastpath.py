@@ -434,8 +434,7 @@ class FastPath:
     def metrics(self, stats: np.ndarray) -> pd.DataFrame:
         """Figures of engine/metrics.py from the kernel's statistics, one row per configuration."""
         P = self.periods_per_year
-        rf = self.cfg.metrics.risk_free_rate
-        rf_p = (1.0 + rf) ** (1.0 / P) - 1.0
+        rf_p = self.rf_per_bar
         final = stats[:, K.S_FINAL]
         n = stats[:, K.S_NRET]
         mean = stats[:, K.S_MEAN]

@@ -75,6 +75,9 @@ def _check_batch(out: Path, expected: dict[str, Any]) -> None:
         assert (eq["strategy"].to_numpy() == res.strategy.equity.to_numpy()).all(), name
         row = summary.set_index("run").loc[name]
         assert row["trades"] == res.metrics["trades"]
+        costs = json.loads((out / name / "diagnosis.json").read_text())["costs"]  # each run is diagnosed in its task
+        assert costs["commission"] == pytest.approx(res.metrics["commission_paid"], abs=1e-9), name
+        assert costs["net_pnl"] == pytest.approx(res.metrics["final_equity"] - res.metrics["capital"], abs=1e-6), name
 
 
 def test_sweep_on_the_cluster_equals_the_local_run(ray_cluster: Any, sweep_config: Path, tmp_path: Path) -> None:
