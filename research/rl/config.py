@@ -278,18 +278,22 @@ def is_rl_config(path: str | Path) -> bool:
     return any(key in raw for key in ("env", "algo", "ppo"))
 
 
-def load_rl_config(path: str | Path, overrides: list[str] | None = None) -> RLConfig:
-    """Load an RL config from TOML and apply ``--set`` overrides (the ``[tune]`` table is left to tune).
+def read_rl_config(path: str | Path, overrides: list[str] | None = None) -> tuple[RLConfig, dict[str, Any]]:
+    """An RL config and the file's whole table after the overrides (its ``[tune]`` table is for tune).
 
-    An empty ``output.name`` becomes the file's stem.
+    The file is read once. An empty ``output.name`` becomes the file's stem.
     """
     p = Path(path)
-    raw = apply_overrides(_read(p), [o for o in overrides or [] if not o.strip().startswith("tune.")])
-    raw.pop("tune", None)
-    cfg = rl_config_from_dict(raw, str(p))
+    raw = apply_overrides(_read(p), list(overrides or []))
+    cfg = rl_config_from_dict({k: v for k, v in raw.items() if k != "tune"}, str(p))
     if not cfg.output.name:
         cfg = msgspec.structs.replace(cfg, output=msgspec.structs.replace(cfg.output, name=p.stem))
-    return cfg
+    return cfg, raw
+
+
+def load_rl_config(path: str | Path, overrides: list[str] | None = None) -> RLConfig:
+    """Load an RL config from TOML and apply ``--set`` overrides (the ``[tune]`` table is left to tune)."""
+    return read_rl_config(path, [o for o in overrides or [] if not o.strip().startswith("tune.")])[0]
 
 
 def rl_config_to_dict(cfg: RLConfig) -> dict[str, Any]:

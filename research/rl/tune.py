@@ -32,7 +32,6 @@ from typing import Annotated, Any, Literal
 import msgspec
 import optuna
 
-from engine.config import apply_overrides, read_toml
 from engine.errors import ConfigError, did_you_mean
 from engine.schema import convert
 from research.rl.config import RLConfig, rl_config_from_dict, rl_config_to_dict
@@ -138,12 +137,10 @@ def rl_tune_config_from_dict(raw: dict[str, Any], cfg: RLConfig, source: str = "
 
 def load_tune_config(path: str | Path, overrides: list[str] | None = None) -> tuple[RLConfig, RLTuneConfig]:
     """An RL config and its ``[tune]`` table; ``--set`` overrides either."""
-    from research.rl.config import load_rl_config
+    from research.rl.config import read_rl_config
 
-    p = Path(path)
-    cfg = load_rl_config(p, overrides)
-    raw = apply_overrides(read_toml(p, "RL config"), list(overrides or []))
-    return cfg, rl_tune_config_from_dict(raw.get("tune", {}), cfg, str(p))
+    cfg, raw = read_rl_config(path, overrides)
+    return cfg, rl_tune_config_from_dict(raw.get("tune", {}), cfg, str(path))
 
 
 class RLTuneSession(TuneSession):
