@@ -182,8 +182,8 @@ class TradingVecEnv(gym.vector.VectorEnv):  # type: ignore[misc]
         self.threads = int(threads)
         self._bounds = _chunk_bounds(n, self.threads)
         self._finished = np.zeros(len(self._bounds) - 1, dtype=np.int64)
-        self.bars = np.ascontiguousarray(np.stack([getattr(market, f) for f in E.BAR_FIELDS], axis=1))
-        """The market's per-bar quotes a step reads (:data:`research.rl.env_nb.BAR_FIELDS`), one row a bar."""
+        self.bars = market.bar_rows
+        """The market's per-bar quotes a step reads (:attr:`Market.bar_rows`, shared by its environments)."""
         # the kernel's arguments around the observation arrays, in its order (built once)
         self._head = (self.active, self.fp, self.ip, self.sf, self.si, market.features, self.bars)
         self._tail = (self.mask, self.reward, self.done, self.info, self.fills, self.n_fills)

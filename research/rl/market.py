@@ -26,6 +26,7 @@ offsets[s+1] - 1``), so the numba kernels index one flat row space.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,17 @@ class Market:
     data_end: str = ""
     gate: dict[str, Any] | None = None
     """Gate mode: the signal model's folder, name, sha256 and thresholds; None otherwise."""
+
+    @cached_property
+    def bar_rows(self) -> np.ndarray:
+        """The per-bar quotes a step reads (:data:`research.rl.env_nb.BAR_FIELDS`), one row a bar.
+
+        Stacked once per market: every environment built on it (each validation pass, each
+        traced episode) shares the array, which the kernels only read.
+        """
+        from research.rl.env_nb import BAR_FIELDS
+
+        return np.ascontiguousarray(np.stack([getattr(self, f) for f in BAR_FIELDS], axis=1))
 
     @property
     def n_features(self) -> int:
