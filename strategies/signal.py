@@ -137,9 +137,15 @@ def sweep_inputs(cfg: BacktestConfig, history: dict[str, pd.DataFrame]) -> tuple
     (same loader, same frames, same call), so the kernel and the event engine read the
     same numbers. The engine reaches this as the plug-in ``strategies.signal:sweep_inputs``.
     """
+    model, probs = _batch_pass(cfg, history)
+    return probs, label_horizon(model), model.threshold
+
+
+def _batch_pass(cfg: BacktestConfig, history: dict[str, pd.DataFrame]) -> tuple[SignalModel, dict[str, pd.Series]]:
+    """The config's model and its batch probabilities over *history* (what the event strategy's prepare computes)."""
     model = _load(cfg.strategy.model, cfg.data.bar)
     model.check_symbols(list(history))
-    return batch_probabilities(model, dict(history), cfg.data.catalog), label_horizon(model), model.threshold
+    return model, batch_probabilities(model, dict(history), cfg.data.catalog)
 
 
 def label_info(model: SignalModel) -> dict[str, Any]:
@@ -184,9 +190,7 @@ def diagnosis_inputs(cfg: BacktestConfig, history: dict[str, pd.DataFrame]) -> d
     and the sweep kernel read); used when a run's own strategy did not keep them
     (streaming mode, a sweep's configurations).
     """
-    model = _load(cfg.strategy.model, cfg.data.bar)
-    model.check_symbols(list(history))
-    return signal_description(model, batch_probabilities(model, dict(history), cfg.data.catalog))
+    return signal_description(*_batch_pass(cfg, history))
 
 
 def resolve_thresholds(model: SignalModel, entry: float | None, exit_: float | None) -> tuple[float, float]:
