@@ -281,6 +281,33 @@ def test_verdict_states_only_what_the_figures_say(run: tuple[Any, BacktestResult
         assert f["text"][1:] in v["text"]  # the first clause is capitalised
 
 
+@pytest.mark.parametrize(("costs", "text"), [
+    ({"gross_pnl": 1000.0, "costs": 1500.0}, "costs ($1,500) exceed the gross P&L ($1,000): the run earns before costs"),
+    ({"gross_pnl": 1000.0, "costs": 420.0}, "costs take 42 % of gross P&L ($420 of $1,000)"),
+    ({"gross_pnl": -10.0, "costs": 420.0}, "the run loses money before costs (gross P&L -$10); costs add $420"),
+])
+def test_the_cost_clause_follows_the_figures(costs: dict[str, float], text: str) -> None:
+    from engine.diagnosis.verdict import findings
+
+    clauses = {f["rule"]: f["text"] for f in findings({"costs": {**costs, "by_symbol": [{"symbol": "A"}]}})}
+    assert clauses["costs"].startswith(text), clauses
+    assert {f["rule"]: f["text"] for f in findings({"costs": {"by_symbol": []}})} == {"costs": "the run never traded"}
+
+
+@pytest.mark.parametrize(("run_return", "universe_return", "word"), [
+    (0.10, 0.12, "trailed"), (0.10, 0.1004, "matched"), (0.15, 0.12, "beat"),
+])
+def test_the_universe_clause_calls_a_tie_within_five_hundredths_of_a_point(run_return: float, universe_return: float,
+                                                                           word: str) -> None:
+    from engine.diagnosis.verdict import findings
+
+    sections = {"costs": {"by_symbol": [{"symbol": "A"}]},
+                "controls": {"strategy": {"total_return": run_return},
+                             "universe": {"applies": True, "total_return": universe_return}}}
+    clauses = {f["rule"]: f["text"] for f in findings(sections)}
+    assert clauses["universe"].startswith(f"this run {word} the equal-weight universe buy-and-hold"), clauses
+
+
 @pytest.mark.parametrize(
     ("extra", "replayed", "needle"),
     [
