@@ -197,19 +197,20 @@ def diagnose(
     if as_json:
         sys.stdout.write(json.dumps([{"config": cid, **diag.data} for cid, _, diag in found], indent=2) + "\n")
         return
+    from engine.diagnosis.saved import read_sweep
+
+    axes = read_sweep(folder).axes  # read once for every printed configuration
     for (cid, result, diag), out in zip(found, written, strict=True):
-        sets = ", ".join(f"{a.key}={v}" for a, v in _axes_values(folder, result))
+        sets = ", ".join(f"{a.key}={v}" for a, v in _axes_values(axes, result))
         stdout.print(f"\n[bold]config {cid}[/] ({sets}) - books: {diag.data['books']}; report: {out / 'report.html'}", highlight=False)
         for item in tables(diag.data):
             stdout.print(item, highlight=False, soft_wrap=isinstance(item, str))
 
 
-def _axes_values(folder: Path, result: Any) -> list[tuple[Any, Any]]:
-    from engine.diagnosis.saved import read_sweep
-
-    sw = read_sweep(folder)
+def _axes_values(axes: list[Any], result: Any) -> list[tuple[Any, Any]]:
+    """Each swept axis with its value in the configuration *result* ran."""
     out = []
-    for a in sw.axes:
+    for a in axes:
         section, _, name = a.key.partition(".")
         node: Any = result.config.get(section, {})
         for part in name.split("."):
