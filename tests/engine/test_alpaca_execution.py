@@ -48,3 +48,22 @@ def test_quote_ticks_from_the_data_stream(tmp_path: Path) -> None:
     assert proc.returncode == 0, err[-3000:]
     events = json.loads(out.strip().splitlines()[-1])["events"]
     assert events == [f"quote 600.010000 600.030000 3 5 {int(datetime(2026, 12, 1, 15, 0, 1, tzinfo=UTC).timestamp()) * 10**9}"]
+
+
+def test_an_order_is_accepted_once_when_rest_and_the_stream_both_report_it() -> None:
+    """The REST answer and the stream's 'new' may both arrive while the cache still says SUBMITTED."""
+    from types import SimpleNamespace
+
+    from nautilus_trader.model.identifiers import ClientOrderId, VenueOrderId
+
+    from engine.adapters.alpaca.execution import AlpacaExecutionClient
+
+    client = AlpacaExecutionClient.__new__(AlpacaExecutionClient)  # only the bookkeeping under test
+    client._accepted = set()
+    sent: list[tuple] = []
+    client.generate_order_accepted = lambda *args: sent.append(args)
+    first = SimpleNamespace(strategy_id="S-1", instrument_id="SPY.XNYS", client_order_id=ClientOrderId("O-1"))
+    second = SimpleNamespace(strategy_id="S-1", instrument_id="SPY.XNYS", client_order_id=ClientOrderId("O-2"))
+    for order, ts in ((first, 1), (first, 2), (second, 3), (first, 4)):
+        client._accept(order, VenueOrderId(f"v-{order.client_order_id}"), ts)
+    assert [(a[2].value, a[4]) for a in sent] == [("O-1", 1), ("O-2", 3)]

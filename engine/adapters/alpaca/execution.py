@@ -137,6 +137,7 @@ class AlpacaExecutionClient(LiveExecutionClient):
         self._client = client
         self._stream: Any = None
         self._seen_trades: set[str] = set()
+        self._accepted: set[ClientOrderId] = set()
         self._venue_ids: dict[str, ClientOrderId] = {}
         # NautilusTrader wants the account's issuer to be the client id; the venue is XNYS
         self._set_account_id(AccountId(f"{cat.VENUE}-ALPACA-{'PAPER' if config.alpaca.paper else 'LIVE'}"))
@@ -304,8 +305,7 @@ class AlpacaExecutionClient(LiveExecutionClient):
         self._venue_ids[vid.value] = order.client_order_id
         current = self._cache.order(order.client_order_id)
         if current is not None and current.status == OrderStatus.SUBMITTED:
-            self.generate_order_accepted(order.strategy_id, order.instrument_id, order.client_order_id, vid,
-                                         _ns(answer.get("submitted_at")) or self._clock.timestamp_ns())
+            self._accept(current, vid, _ns(answer.get("submitted_at")) or self._clock.timestamp_ns())
         status = str(answer.get("status", ""))
         if status == "rejected" and current is not None and not current.is_closed:
             self.generate_order_rejected(order.strategy_id, order.instrument_id, order.client_order_id,
@@ -393,7 +393,7 @@ class AlpacaExecutionClient(LiveExecutionClient):
         self._venue_ids[vid.value] = order.client_order_id
         ts = _ns(data.get("timestamp")) or self._clock.timestamp_ns()
         if order.status == OrderStatus.SUBMITTED and event != "rejected":
-            self.generate_order_accepted(order.strategy_id, order.instrument_id, order.client_order_id, vid, ts)
+            self._accept(order, vid, ts)
         if event in ("fill", "partial_fill"):
             trade = str(data.get("execution_id") or f"{vid.value}-{payload.get('filled_qty')}")
             self._fill(order, vid, trade, _dec(data.get("qty")), _dec(data.get("price")), ts)
@@ -405,6 +405,18 @@ class AlpacaExecutionClient(LiveExecutionClient):
             reason = str(data.get("reason") or payload.get("reject_reason") or "rejected by Alpaca")
             self.generate_order_rejected(order.strategy_id, order.instrument_id, order.client_order_id,
                                          f"Alpaca rejected the order: {reason}", ts)
+
+    def _accept(self, order: Any, vid: VenueOrderId, ts: int) -> None:
+        """OrderAccepted for *order*, once.
+
+        The REST answer and the trade stream's ``new`` can both arrive before the engine has
+        processed the first OrderAccepted (the cache still says SUBMITTED): a second one made
+        the strategy see "accepted" twice and act on it twice.
+        """
+        if order.client_order_id in self._accepted:
+            return
+        self._accepted.add(order.client_order_id)
+        self.generate_order_accepted(order.strategy_id, order.instrument_id, order.client_order_id, vid, ts)
 
     def _fill(self, order: Any, vid: VenueOrderId, trade: str, qty: float, price: float, ts: int) -> None:
         if trade in self._seen_trades or qty <= 0:
