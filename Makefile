@@ -1,6 +1,6 @@
 # sigtrade: the two commands a new machine needs.
 #   make demo   - create .venv, install, build the synthetic sample catalog, run the demo backtest
-#   make test   - create .venv with the dev tools and the research and cluster extras, run the whole test suite
+#   make test   - create .venv with the dev tools and the research, cluster and openvino extras, run the whole test suite
 # Both are idempotent: the venv is rebuilt only when pyproject.toml changes.
 
 PYTHON ?= python3
@@ -27,7 +27,7 @@ $(STAMP_CORE): $(BIN)/python pyproject.toml
 
 $(STAMP_DEV): $(STAMP_CORE)
 	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,research,cluster]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,research,cluster,openvino]"
 	@rm -f $(VENV)/.stamp-dev-*; touch $@
 
 venv: $(STAMP_CORE)

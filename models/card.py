@@ -47,6 +47,8 @@ __all__ = [
     "LabelSpec",
     "ModelCard",
     "OutputSpec",
+    "PRECISION_TOL",
+    "PrecisionSpec",
     "Scaler",
     "TensorSpec",
     "TrainingInfo",
@@ -160,6 +162,37 @@ class TrainingInfo(_Struct, kw_only=True):
     """Random seed of the run."""
 
 
+PRECISION_TOL = 1e-3
+"""Largest probability difference from fp32 a reduced-precision artifact may show on real windows."""
+
+
+class PrecisionSpec(_Struct, kw_only=True):
+    """A reduced-precision artifact: how it runs and the accuracy check it passed at export.
+
+    ``model.onnx`` keeps the fp32 weights; the runtime computes in ``dtype`` (OpenVINO's
+    CPU plugin: bf16 matmuls on AMX / AVX512_BF16, fp32 accumulation). Written only by
+    ``sigtrade export --precision bf16``, which scored real windows of the training data's
+    validation split in both precisions (see :mod:`research.export`).
+    """
+
+    dtype: Literal["bf16"]
+    """Arithmetic the runtime uses (fp32 artifacts have no precision section)."""
+    runtime: Literal["openvino"]
+    """Runtime that executes the graph in ``dtype`` (the ``[openvino]`` extra)."""
+    runtime_version: str
+    """Version of that runtime at export."""
+    checked_on: str
+    """Which windows the check scored, e.g. ``"validation split 2023-01-01..2023-06-30"``."""
+    windows: PositiveInt
+    """How many real windows were scored in both precisions."""
+    max_abs_diff: Annotated[float, msgspec.Meta(ge=0.0, le=PRECISION_TOL)]
+    """Largest ``|p_dtype - p_fp32|`` over those windows (at most :data:`PRECISION_TOL`)."""
+    tolerance: Annotated[float, msgspec.Meta(gt=0.0, le=PRECISION_TOL)] = PRECISION_TOL
+    """The bound the check held the difference to."""
+    decisions_changed: Annotated[int, msgspec.Meta(ge=0)] = 0
+    """Windows whose decision at the card's threshold (``p >= threshold``) differs from fp32."""
+
+
 class ModelCard(_Struct, kw_only=True):
     """The contract of one ONNX signal model (``models/<name>/card.json``)."""
 
@@ -193,6 +226,8 @@ class ModelCard(_Struct, kw_only=True):
     """Split -> metric -> value, e.g. ``{"validation": {"f1": 0.55, "prob_quantiles": [...]}}``."""
     sentiment: SentimentSpec | None = None
     """How the sentiment column is made (scorer model, aggregation); None: the column is 0 (no news)."""
+    precision: PrecisionSpec | None = None
+    """Reduced-precision execution and its accuracy check; None: fp32 on onnxruntime."""
     onnx_sha256: Annotated[str, msgspec.Meta(pattern=_SHA_RE)]
     """Lowercase hex sha256 of ``model.onnx``."""
     opset: PositiveInt
@@ -586,6 +621,9 @@ def validate_artifact(
     card_file = str(folder / CARD_FILE)
     warnings: list[str] = []
     _check_header(card, card_file)
+    if card.precision is not None and card.precision.max_abs_diff > card.precision.tolerance:
+        raise _bad(card_file, "precision.max_abs_diff", f"<= precision.tolerance ({card.precision.tolerance:g})",
+                   card.precision.max_abs_diff, "the artifact failed its accuracy check; re-export it in fp32")
 
     onnx_path = folder / MODEL_FILE
     if not onnx_path.is_file():

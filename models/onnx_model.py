@@ -188,13 +188,23 @@ class OnnxSignalModel:
         if int(threads) < 1:
             raise ModelContractError(f"threads must be at least 1, got {threads}")
         file = str(folder / MODEL_FILE)
-        session = _session((folder / MODEL_FILE).read_bytes(), select_providers(providers),
-                           int(threads), file)
+        if card.precision is not None:  # sigtrade export --precision bf16: OpenVINO runs it
+            from models.openvino_runtime import OpenVinoSession
+
+            session: Any = OpenVinoSession((folder / MODEL_FILE).read_bytes(), card.precision.dtype,
+                                           int(threads), max(int(workers), 1), file)
+            if not session.native:
+                logger.warning("%s: exported in %s, but this CPU has no bf16 instructions: OpenVINO runs "
+                               "it in fp32 (at export the bf16 probabilities were within %g of fp32)", file,
+                               card.precision.dtype, card.precision.tolerance)
+        else:
+            session = _session((folder / MODEL_FILE).read_bytes(), select_providers(providers),
+                               int(threads), file)
         check_output_is_probability(session, card, str(folder / "card.json"))
         model = cls(card, session, folder, chunk_size=chunk_size, threads=int(threads),
                     workers=workers)
         logger.info(
-            "model '%s' (%s) runs on onnxruntime %s with %d intra-op thread(s) x %d concurrent "
+            "model '%s' (%s) runs on %s with %d intra-op thread(s) x %d concurrent "
             "run(s), chunk %d",
             card.name, card.architecture, model.provider, model.threads, model.workers,
             model.chunk_size,
@@ -205,7 +215,7 @@ class OnnxSignalModel:
 
     @property
     def provider(self) -> str:
-        """The execution provider onnxruntime actually runs (first of the session's)."""
+        """What runs the model: onnxruntime's provider, or ``OpenVINO CPU (bf16)`` for a bf16 card."""
         return str(self._session.get_providers()[0])
 
     @property

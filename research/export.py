@@ -19,6 +19,18 @@ ONNX ``GRU`` op instead - for runtimes with a fast fused kernel (cuDNN through t
 provider). The choice is recorded in the card's command. Other architectures are exported
 as traced, whatever *gru_graph* says.
 
+``precision = "bf16"`` (``sigtrade export --precision bf16``, the ``[openvino]`` extra) keeps
+the same fp32 graph and records in the card (:class:`models.card.PrecisionSpec`) that it
+runs on OpenVINO in bf16 (AMX / AVX512_BF16 matmuls, fp32 accumulation; about 2x the
+fp32 rate for a seed-sized GRU, ``benchmarks/live.py``). It is an explicit option, never a
+default, and it is refused unless it passes its accuracy check: the training data's
+validation windows (real bars, rebuilt from the checkpoint's config, at most
+:data:`PRECISION_WINDOWS` evenly spaced) scored in fp32 (onnxruntime) and in bf16 must
+agree within :data:`models.card.PRECISION_TOL` (1e-3); the largest difference and the
+number of decisions that flip at the card's threshold are written to the card. On a CPU
+without bf16 instructions the option is refused (OpenVINO would compute in fp32 and the
+check would prove nothing).
+
 Before returning, the export scores seeded random windows with torch and onnxruntime
 (max abs difference must be <= 1e-5) and runs :func:`models.card.validate_artifact`.
 The resolved training config is written beside the card as ``train_config.json`` so
@@ -44,14 +56,16 @@ import onnx
 import torch
 from torch import nn
 
-from engine.errors import ConfigError, did_you_mean
+from engine.errors import ConfigError, SigtradeError, did_you_mean
 from models.card import (
     CARD_FILE,
     MODEL_FILE,
+    PRECISION_TOL,
     FeatureSetRef,
     LabelSpec,
     ModelCard,
     OutputSpec,
+    PrecisionSpec,
     Scaler,
     TensorSpec,
     TrainingInfo,
@@ -60,18 +74,22 @@ from models.card import (
 )
 from models.errors import ModelContractError
 from models.input_contract import contract_metadata
-from research.config import MODEL_CONFIG_FILE
+from research.config import MODEL_CONFIG_FILE, TrainConfig
 from research.nets import SignalNet
 from research.train import load_checkpoint, net_from_checkpoint
 from research.unrolled import UnrolledGRU, supports_unrolled
 
-__all__ = ["GRU_GRAPHS", "OPSET", "PARITY_TOL", "ExportResult", "export", "onnx_bytes"]
+__all__ = ["GRU_GRAPHS", "OPSET", "PARITY_TOL", "PRECISIONS", "ExportResult", "export", "onnx_bytes"]
 
 OPSET = 17
 PARITY_TOL = 1e-5
 OUTPUT_NAME = "probability"
 GRU_GRAPHS = ("unrolled", "fused")
 """How a GRU network is written: unrolled over the lookback (default) or one fused ONNX ``GRU`` op."""
+PRECISIONS = ("fp32", "bf16")
+"""Arithmetic of the artifact: fp32 on onnxruntime (default) or bf16 on OpenVINO (checked at export)."""
+PRECISION_WINDOWS = 20_000
+"""At most this many validation windows (evenly spaced) are scored in both precisions."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +128,84 @@ def check_gru_graph(gru_graph: str) -> str:
             f"(choose one of {', '.join(GRU_GRAPHS)})"
         )
     return gru_graph
+
+
+def check_precision(precision: str) -> str:
+    """*precision* if it is one of :data:`PRECISIONS`, else a ConfigError that lists them."""
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"export: --precision '{precision}' is unknown{did_you_mean(precision, PRECISIONS)} "
+            f"(choose one of {', '.join(PRECISIONS)})"
+        )
+    return precision
+
+
+def _score(run: Any, windows: np.ndarray, ids: np.ndarray | None, chunk: int = 512) -> np.ndarray:
+    """float64 probabilities of *windows* through ``run(feeds)``, *chunk* windows a call."""
+    out = []
+    for start in range(0, len(windows), chunk):
+        feeds: dict[str, np.ndarray] = {"features": np.ascontiguousarray(windows[start : start + chunk])}
+        if ids is not None:
+            feeds["asset_id"] = np.ascontiguousarray(ids[start : start + chunk])
+        out.append(np.asarray(run(feeds)).reshape(-1).astype(np.float64))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _precision_check(blob: bytes, dtype: str, cfg: TrainConfig, uses_ids: bool, threshold: float,
+                     source: str | Path) -> PrecisionSpec:
+    """Score the validation windows of *cfg*'s data in fp32 and in *dtype*; the card's record of it.
+
+    Raises ConfigError when the check cannot run here (no OpenVINO, no bf16 on this CPU, the
+    training data cannot be rebuilt) and ModelContractError when the probabilities differ by
+    more than :data:`PRECISION_TOL`.
+    """
+    import onnxruntime as ort
+
+    from models.openvino_runtime import OpenVinoSession, bf16_supported, openvino_version
+    from research.train import prepare_data
+
+    what = f"export --precision {dtype}"
+    assert dtype == "bf16", dtype  # the one reduced precision (check_precision)
+    try:
+        version = openvino_version()
+        native = bf16_supported()
+    except ModelContractError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+    if not native:
+        raise ConfigError(
+            f"{what}: this CPU has no bf16 instructions (AMX or AVX512_BF16), so OpenVINO would compute "
+            f"in fp32 and the accuracy check would prove nothing; export in fp32 (no --precision) here, "
+            f"or export on a CPU that has them"
+        )
+    try:
+        data = prepare_data(cfg)
+    except SigtradeError as exc:
+        raise ConfigError(
+            f"{what} checks the model on the validation windows of its training data, which could not "
+            f"be rebuilt from {source}'s config: {exc}"
+        ) from None
+    split = data.splits["validation"]
+    if split.n == 0:
+        raise ConfigError(f"{what}: the training config's validation range holds no windows to check on")
+    pick = np.unique(np.linspace(0, split.n - 1, min(split.n, PRECISION_WINDOWS)).round().astype(np.int64))
+    windows = data.window_view()[split.ends[pick] - (data.lookback - 1)]
+    ids = split.asset_ids[pick].astype(np.int64) if uses_ids else None
+    fp32 = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
+    low = OpenVinoSession(blob, dtype, 1, 1, f"{source} ({dtype})")
+    want = _score(lambda f: fp32.run([OUTPUT_NAME], f)[0], windows, ids)
+    got = _score(lambda f: low.run([OUTPUT_NAME], f)[0], windows, ids)
+    diff = float(np.max(np.abs(got - want)))
+    flips = int(np.count_nonzero((got >= threshold) != (want >= threshold)))
+    checked_on = f"validation split {split.range_text or cfg.data.validation}"
+    if not diff <= PRECISION_TOL:
+        raise ModelContractError(
+            f"{what}: on {pick.size:,} real windows of the {checked_on} the {dtype} probabilities differ "
+            f"from fp32 by up to {diff:.2e} (> {PRECISION_TOL:g}; {flips:,} decisions at threshold "
+            f"{threshold:.2f} flip); export this model in fp32 (no --precision)"
+        )
+    return PrecisionSpec(dtype="bf16", runtime="openvino", runtime_version=version, checked_on=checked_on,
+                         windows=int(pick.size), max_abs_diff=diff, tolerance=PRECISION_TOL,
+                         decisions_changed=flips)
 
 
 def onnx_bytes(net: SignalNet, n_assets: int = 0, gru_graph: str = "unrolled") -> bytes:
@@ -195,6 +291,7 @@ def export(
     name: str | None = None,
     command: str | None = None,
     gru_graph: str = "unrolled",
+    precision: str = "fp32",
 ) -> ExportResult:
     """Export the checkpoint at *source* (a run folder or a ``best.pt``) to the folder *out*.
 
@@ -211,15 +308,21 @@ def export(
     gru_graph : {"unrolled", "fused"}
         How a GRU network is written (see the module docstring); other architectures
         ignore it.
+    precision : {"fp32", "bf16"}
+        Arithmetic of the artifact (see the module docstring); ``bf16`` needs the
+        ``[openvino]`` extra, a CPU with bf16 instructions and the training data.
 
     Raises
     ------
     ConfigError
-        No checkpoint at *source*, or an unknown *gru_graph*.
+        No checkpoint at *source*, an unknown *gru_graph* or *precision*, or a bf16
+        check that cannot run here.
     ModelContractError
-        The ONNX graph disagrees with torch beyond 1e-5 or fails validation.
+        The ONNX graph disagrees with torch beyond 1e-5, a bf16 graph with fp32 beyond
+        1e-3 on the validation windows, or the artifact fails validation.
     """
     check_gru_graph(gru_graph)
+    check_precision(precision)
     ckpt = load_checkpoint(source)
     net, cfg = net_from_checkpoint(ckpt)
     out = Path(out)
@@ -249,7 +352,11 @@ def export(
     data = ckpt["data"]
     train_cmd = ckpt.get("command") or "research.train.train(config) from Python (no CLI command recorded)"
     export_cmd = command or f"sigtrade export {source} --out {out}" + (
-        f" --gru-graph {gru_graph}" if gru_graph != "unrolled" else "")
+        f" --gru-graph {gru_graph}" if gru_graph != "unrolled" else "") + (
+        f" --precision {precision}" if precision != "fp32" else "")
+    threshold = float(validation.get("threshold", 0.5))
+    low = None if precision == "fp32" else _precision_check(
+        blob, precision, cfg, net.uses_asset_id, threshold, source)
     card = ModelCard(
         name=name or out.name,
         architecture=str(ckpt["architecture"]),
@@ -262,7 +369,7 @@ def export(
         output=OutputSpec(name=OUTPUT_NAME, shape=(-1,)),
         label=LabelSpec(kind=ckpt["label"]["kind"], horizon=int(ckpt["label"]["horizon"]),
                         params=dict(ckpt["label"]["params"])),
-        threshold=float(validation.get("threshold", 0.5)),
+        threshold=threshold,
         training=TrainingInfo(
             data_start=str(data.get("data_start", "")), data_end=str(data.get("data_end", "")),
             train=str(data.get("train", "")), validation=str(data.get("validation", "")),
@@ -271,6 +378,7 @@ def export(
         ),
         metrics={"validation": {**_finite_metrics(validation), "epoch": float(ckpt["epoch"])}},
         sentiment=cfg.sentiment.spec() if cfg.sentiment is not None else None,
+        precision=low,
         onnx_sha256=hashlib.sha256(blob).hexdigest(),
         opset=OPSET,
     )

@@ -182,7 +182,10 @@ def validate(path: Annotated[Path, typer.Argument(help="Model or ensemble folder
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     console.print(
         f"valid: model '{card.name}' ({card.architecture}, bar {card.bar}, lookback "
-        f"{card.lookback}, {card.n_features} features, sha256 {card.onnx_sha256[:12]}...)",
+        f"{card.lookback}, {card.n_features} features, sha256 {card.onnx_sha256[:12]}...)"
+        + ("" if card.precision is None else
+           f"; runs in {card.precision.dtype} on {card.precision.runtime} (checked at export: "
+           f"{card.precision.windows:,} real windows within {card.precision.max_abs_diff:.1e} of fp32)"),
         highlight=False,
     )
 

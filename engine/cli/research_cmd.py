@@ -205,18 +205,28 @@ def export(
              "or 'fused' (one ONNX GRU op, for runtimes with a fused kernel such as CUDA). Other architectures "
              "ignore it.",
     )] = "unrolled",
+    precision: Annotated[str, typer.Option(
+        "--precision",
+        help="Arithmetic of the artifact: 'fp32' (default, onnxruntime) or 'bf16' (OpenVINO on a CPU with AMX or "
+             "AVX512_BF16; needs the [openvino] extra and the training data: refused unless the validation windows "
+             "score within 1e-3 of fp32, and the check is written to the card).",
+    )] = "fp32",
 ) -> None:
     """Export a checkpoint (or an RL run's policy) to model.onnx + card.json and validate it."""
     if not source.exists():
         raise ConfigError(f"export: {source} does not exist: give a run folder (runs/<name>) or its best.pt")
     check_output_dir(out, "--out")
     command = _command("export", str(source), "--out", str(out), *(["--name", name] if name else []),
-                       *(["--gru-graph", gru_graph] if gru_graph != "unrolled" else []))
+                       *(["--gru-graph", gru_graph] if gru_graph != "unrolled" else []),
+                       *(["--precision", precision] if precision != "fp32" else []))
     if (source if source.is_dir() else source.parent).joinpath("rl_config.json").is_file():
+        if precision != "fp32":
+            raise ConfigError(f"export: --precision {precision} is for signal models; an RL policy is exported in "
+                              f"fp32 (drop --precision)")
         _export_policy(source, out, name, command)
         return
     rexport = _research("export")
-    result = rexport.export(source, out, name=name, command=command, gru_graph=gru_graph)
+    result = rexport.export(source, out, name=name, command=command, gru_graph=gru_graph, precision=precision)
     card = result.card
     tracked = _research("tracking", needs=("mlflow",)).attach_export(source, out) if importlib.util.find_spec("mlflow") else None
     v = card.metrics.get("validation", {})
@@ -227,9 +237,19 @@ def export(
         f"{card.n_features} features{', asset ids' if card.has_asset_ids else ''}; threshold "
         f"{card.threshold:.2f}, validation F1 {_fmt(v.get('f1'))}, PR-AUC {_fmt(v.get('pr_auc'))}, "
         f"ROC-AUC {_fmt(v.get('roc_auc'))}; torch vs onnxruntime max |diff| {result.max_abs_diff:.1e}; "
-        f"sha256 {card.onnx_sha256[:12]}..." + (f"\n{tracked}" if tracked else ""),
+        f"sha256 {card.onnx_sha256[:12]}..." + _precision_line(card) + (f"\n{tracked}" if tracked else ""),
         highlight=False,
     )
+
+
+def _precision_line(card: Any) -> str:
+    """The export's account of a bf16 card's accuracy check ('' for fp32)."""
+    low = card.precision
+    if low is None:
+        return ""
+    return (f"\n{low.dtype} on OpenVINO {low.runtime_version}: {low.windows:,} real windows of the {low.checked_on} "
+            f"within {low.max_abs_diff:.1e} of fp32 (tolerance {low.tolerance:g}); {low.decisions_changed:,} "
+            f"decision(s) at threshold {card.threshold:.2f} differ")
 
 
 def _export_policy(source: Path, out: Path, name: str | None, command: str) -> None:
