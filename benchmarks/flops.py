@@ -140,6 +140,41 @@ def measure(cores: int = 2, repeats: int = 12, min_seconds: float = 0.03) -> Bou
     return Bound(cpu=cpu, wall=wall, measured_wall=measured, detail=detail)
 
 
+def measure_bf16(repeats: int = 12, min_seconds: float = 0.03) -> float | None:
+    """Best single-thread GFLOP per CPU-second of a bf16 matmul on OpenVINO (None without OpenVINO or bf16).
+
+    The same square ``C = A @ B`` (n = 512, 1024, 2048) compiled with ``INFERENCE_PRECISION_HINT
+    = bf16`` on 1 thread: the ceiling of what ``sigtrade export --precision bf16`` models run
+    on (AMX / AVX512_BF16 products, fp32 accumulation). It is reported beside the fp32 bound,
+    never instead of it.
+    """
+    try:
+        import openvino as ov
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return None
+    core = ov.Core()
+    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        return None
+    best = 0.0
+    for n in SIZES:
+        b = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+            [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
+            [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+            initializer=[numpy_helper.from_array(b, "b")],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU", {
+            "INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1})
+        request = compiled.create_infer_request()
+        a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+        best = max(best, _best(lambda r=request, x=a: r.infer({"a": x}), 2.0 * n**3, repeats, min_seconds)[1])
+    return best
+
+
 def describe(bound: Bound) -> str:
     """One paragraph: the bound's figures and where they came from."""
     best = max((v[1], key) for key, v in bound.detail.items() if key[1] == 1)[1]

@@ -21,6 +21,9 @@ Prints, in one run:
    run with 2 intra-op threads); per wall second and per CPU-second of the process (which
    other processes on the machine do not distort); the ``predict_universe`` latency of the
    same graphs; and where one chunk's time goes by op class (the onnxruntime profiler).
+   With the ``[openvino]`` extra on a CPU with bf16 instructions, also both unrolled graphs
+   as ``sigtrade export --precision bf16`` marks them (OpenVINO, bf16), against the fp32
+   bound and against a bf16 bound measured the same way.
    Needs the research extra (torch rebuilds the graphs).
 4. **Streaming vs batch backtest** of the 30-symbol real hourly universe (``../shared/data``),
    same orders asserted, wall time of each.
@@ -273,10 +276,64 @@ def gru_models(tmp: Path) -> list[tuple[str, str, Path, int, tuple[int, int, int
     folders = {g: write_artifact(tmp / f"seed_gru_{g}", onnx.load_from_string(onnx_bytes(seed, gru_graph=g)), architecture="gru",
                                  lookback=seed.lookback, features=feats, output_shape=(-1,)) for g in ("fused", "unrolled")}
     demo = f"shipped demo_gru (1x{hidden} + attention, asset embedding)"
-    return [(demo, "fused ONNX GRU op (before)", demo_fused, demo_flops, demo_shape),
+    seed_name = "seed-sized GRU 2x128 + attention"
+    rows = [(demo, "fused ONNX GRU op (before)", demo_fused, demo_flops, demo_shape),
             (demo, "unrolled (shipped)", shipped, demo_flops, demo_shape),
-            ("seed-sized GRU 2x128 + attention", "fused ONNX GRU op (before)", folders["fused"], seed_flops, seed_shape),
-            ("seed-sized GRU 2x128 + attention", "unrolled", folders["unrolled"], seed_flops, seed_shape)]
+            (seed_name, "fused ONNX GRU op (before)", folders["fused"], seed_flops, seed_shape),
+            (seed_name, "unrolled", folders["unrolled"], seed_flops, seed_shape)]
+    for name, src, flop, shape in ((demo, shipped, demo_flops, demo_shape),
+                                   (seed_name, folders["unrolled"], seed_flops, seed_shape)):
+        low = bf16_artifact(src, tmp / f"{src.name}_bf16")
+        if low is not None:
+            rows.append((name, BF16_GRAPH, low, flop, shape))
+    return rows
+
+
+BF16_GRAPH = "unrolled, bf16 on OpenVINO (export --precision bf16)"
+
+
+def bf16_artifact(src: Path, dst: Path) -> Path | None:
+    """*src* marked as ``sigtrade export --precision bf16`` marks it (same graph), or None without OpenVINO/bf16.
+
+    The card's accuracy record is this benchmark's own comparison (2,048 of its random
+    windows, bf16 on OpenVINO vs fp32 on onnxruntime), not an export's check on real
+    windows; a difference above the card's 1e-3 tolerance drops the row.
+    """
+    import shutil as sh
+
+    from benchmarks.inference import windows
+    from models.card import PRECISION_TOL
+    from models.errors import ModelContractError
+    from models.onnx_model import OnnxSignalModel
+    from models.openvino_runtime import OpenVinoSession, bf16_supported, openvino_version
+
+    try:
+        if not bf16_supported():
+            return None
+        version = openvino_version()
+    except ModelContractError:
+        return None
+    fp32 = OnnxSignalModel.load(src)
+    x = windows(2048, fp32.lookback, fp32.n_features, seed=7)
+    feeds = {"features": x}
+    if fp32.card.asset_map:
+        feeds["asset_id"] = np.resize(np.array(sorted(fp32.card.asset_map.values()), np.int64), len(x))
+    want = fp32.predict(x, feeds.get("asset_id"))
+    blob = (src / "model.onnx").read_bytes()
+    got = OpenVinoSession(blob, "bf16", 1, 1, str(src)).run([fp32.card.output.name], feeds)[0].reshape(-1)
+    diff = float(np.max(np.abs(got - want)))
+    if not diff <= PRECISION_TOL:
+        console.print(f"[yellow]{src.name}: bf16 differs from fp32 by {diff:.1e} on the benchmark windows: no bf16 row[/]")
+        return None
+    dst.mkdir(parents=True, exist_ok=True)
+    sh.copyfile(src / "model.onnx", dst / "model.onnx")
+    card = json.loads((src / "card.json").read_text())
+    card.update(name=dst.name, precision={
+        "dtype": "bf16", "runtime": "openvino", "runtime_version": version,
+        "checked_on": "benchmarks/live.py random windows", "windows": len(x), "max_abs_diff": diff,
+        "tolerance": PRECISION_TOL, "decisions_changed": 0})
+    (dst / "card.json").write_text(json.dumps(card, indent=2))
+    return dst
 
 
 def both_rates(model: Any, x: np.ndarray, ids: np.ndarray | None, chunk: int, repeats: int) -> tuple[float, float]:
@@ -391,13 +448,14 @@ def gemm_ceiling(lookback: int, n_in: int, hidden: int, layers: int, attention: 
 
 
 def gru_table(tmp: Path, quick: bool) -> tuple[list[Table], str]:
-    from benchmarks.flops import describe, measure
+    from benchmarks.flops import describe, measure, measure_bf16
     from benchmarks.inference import latency, windows
     from models.onnx_model import OnnxSignalModel
 
     cores = min(2, os.cpu_count() or 1)
     repeats = 3 if quick else 5
     bound = measure(cores)
+    bf16_bound = measure_bf16()
     try:
         rows = gru_models(tmp / "gru")
     except ImportError as exc:  # torch (the research extra) rebuilds the graphs
@@ -435,7 +493,7 @@ def gru_table(tmp: Path, quick: bool) -> tuple[list[Table], str]:
     # why the unrolled graphs stop where they do: their GEMMs alone, and where the time goes
     ceilings: dict[Path, tuple[float, int, str]] = {}
     for _, graph, path, _, shape in rows:
-        if "unrolled" not in graph:
+        if "unrolled" not in graph or graph == BF16_GRAPH:
             continue
         chunk = best_chunk[path]
         seconds, gemm_flops = gemm_ceiling(*shape, chunk, repeats)
@@ -449,14 +507,17 @@ def gru_table(tmp: Path, quick: bool) -> tuple[list[Table], str]:
         ceilings[path] = (seconds, gemm_flops, shares)
 
     bound = bound.merged(measure(cores))  # the bound is a best rate: keep the better of before and after
+    if bf16_bound is not None:
+        bf16_bound = max(bf16_bound, measure_bf16() or 0.0)
     table = Table(title="GRU batched scoring (OnnxSignalModel.predict) as a share of the fp32 FLOP bound")
     for col in ("model", "graph", "MFLOP/window", "layout", "best chunk", "windows/s (wall)", "% bound (wall)",
-                "windows per CPU-s", "% bound (per CPU-s)"):
+                "windows per CPU-s", "% bound (per CPU-s)", "% bf16 bound (per CPU-s)"):
         table.add_column(col, justify="left" if col in ("model", "graph", "layout") else "right")
     for name, graph, flops, used, layout, chunk, wall, cpu in rates:
+        low = f"{100 * cpu * flops / 1e9 / bf16_bound:.0f} %" if graph == BF16_GRAPH and bf16_bound else ""
         table.add_row(name, graph, f"{flops / 1e6:.2f}", layout, str(chunk), f"{wall:,.0f}",
                       f"{100 * wall * flops / 1e9 / bound.wall_for(used):.0f} %", f"{cpu:,.0f}",
-                      f"{100 * cpu * flops / 1e9 / bound.cpu:.0f} %")
+                      f"{100 * cpu * flops / 1e9 / bound.cpu:.0f} %", low)
     why = Table(title="why the unrolled GRU stops short of the bound (1 thread, best chunk)")
     for col in ("model", "chunk", "whole graph (per CPU-s)", "its GEMM nodes alone (per CPU-s)",
                 "time by op class (profiler): GEMM / activation / gating arithmetic / copies and shapes"):
@@ -468,7 +529,13 @@ def gru_table(tmp: Path, quick: bool) -> tuple[list[Table], str]:
         cpu = next(r[7] for r in rates if r[0] == name and r[1] == graph and r[3] == 1)
         why.add_row(name, str(best_chunk[path]), f"{100 * cpu * flops / 1e9 / bound.cpu:.0f} %",
                     f"{100 * gemm_flops / seconds / 1e9 / bound.cpu:.0f} %", shares)
-    note = (f"{describe(bound)}. % bound (per CPU-s) = windows per CPU-second of the process x FLOPs / the "
+    low_note = ("no bf16 rows: OpenVINO (the [openvino] extra) or bf16 instructions (AMX / AVX512_BF16) missing"
+                if bf16_bound is None else
+                f"bf16 rows: the same unrolled graph as `sigtrade export --precision bf16` marks it, run by OpenVINO's "
+                f"CPU plugin in bf16 (fp32 accumulation) - compared with the fp32 bound (the issue's measure: the same "
+                f"FLOPs per window) and with the bf16 bound, {bf16_bound:.1f} GFLOP per CPU-second (best 1-thread "
+                f"OpenVINO bf16 matmul, n = 512-2048, measured in this run)")
+    note = (f"{describe(bound)}. {low_note}. % bound (per CPU-s) = windows per CPU-second of the process x FLOPs / the "
             f"1-thread bound per CPU-second (immune to other processes taking the cores; on 2 cores it includes the "
             f"cost of the second thread); % bound (wall) = windows/s x FLOPs / the wall bound of the cores used "
             f"(a lower bound while other processes hold cores). "

@@ -194,9 +194,10 @@ class OnnxSignalModel:
             session: Any = OpenVinoSession((folder / MODEL_FILE).read_bytes(), card.precision.dtype,
                                            int(threads), max(int(workers), 1), file)
             if not session.native:
-                logger.warning("%s: exported in %s, but this CPU has no bf16 instructions: OpenVINO runs "
-                               "it in fp32 (at export the bf16 probabilities were within %g of fp32)", file,
-                               card.precision.dtype, card.precision.tolerance)
+                logger.warning("%s: exported in %s, but this CPU has no bf16 instructions (AMX or AVX512_BF16): "
+                               "OpenVINO computes it in fp32 or emulates bf16 here, no faster than fp32 and not "
+                               "what the export checked; re-export without --precision for this machine", file,
+                               card.precision.dtype)
         else:
             session = _session((folder / MODEL_FILE).read_bytes(), select_providers(providers),
                                int(threads), file)

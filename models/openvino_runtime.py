@@ -95,7 +95,7 @@ class OpenVinoSession:
 
     def get_providers(self) -> list[str]:
         """What runs the model, as onnxruntime would name its provider."""
-        suffix = "" if self.native else ": runs in fp32, this CPU has no bf16 instructions"
+        suffix = "" if self.native else ", but this CPU has no bf16 instructions"
         return [f"OpenVINO CPU ({self.dtype}{suffix})"]
 
     def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
