@@ -81,8 +81,8 @@ class Bound:
                      detail=detail)
 
 
-def _ort_matmul(n: int, threads: int):  # noqa: ANN202 - an onnxruntime session
-    import onnxruntime as ort
+def _matmul_model(n: int) -> bytes:
+    """A one-node ONNX graph ``c = a @ b``, ``a`` an ``[n, n]`` input, ``b`` a seeded ``[n, n]`` constant."""
     from onnx import TensorProto, helper, numpy_helper
 
     b = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
@@ -94,11 +94,17 @@ def _ort_matmul(n: int, threads: int):  # noqa: ANN202 - an onnxruntime session
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
+    return model.SerializeToString()
+
+
+def _ort_matmul(n: int, threads: int):  # noqa: ANN202 - an onnxruntime session
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(_matmul_model(n), options, providers=["CPUExecutionProvider"])
 
 
 def _best(fn, flops: float, repeats: int, min_seconds: float) -> tuple[float, float]:  # noqa: ANN001
@@ -150,24 +156,16 @@ def measure_bf16(repeats: int = 12, min_seconds: float = 0.03) -> float | None:
     """
     try:
         import openvino as ov
-        from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return None
-    core = ov.Core()
-    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+    from models.openvino_runtime import bf16_supported
+
+    if not bf16_supported():
         return None
+    core = ov.Core()
     best = 0.0
     for n in SIZES:
-        b = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
-        graph = helper.make_graph(
-            [helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
-            [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
-            [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
-            initializer=[numpy_helper.from_array(b, "b")],
-        )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 8
-        compiled = core.compile_model(core.read_model(model.SerializeToString(), b""), "CPU", {
+        compiled = core.compile_model(core.read_model(_matmul_model(n), b""), "CPU", {
             "INFERENCE_PRECISION_HINT": "bf16", "INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1})
         request = compiled.create_infer_request()
         a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)

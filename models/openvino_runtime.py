@@ -47,10 +47,13 @@ def openvino_version() -> str:
     return str(_openvino("a bf16 model").__version__).split("-")[0]
 
 
+def _has_bf16(core: Any) -> bool:
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 def bf16_supported() -> bool:
     """Whether OpenVINO's CPU plugin has native bf16 arithmetic on this CPU (AMX or AVX512_BF16)."""
-    core = _openvino("a bf16 model").Core()
-    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return _has_bf16(_openvino("a bf16 model").Core())
 
 
 class OpenVinoSession:
@@ -88,7 +91,7 @@ class OpenVinoSession:
                 f"re-export it in fp32 (sigtrade export without --precision)"
             ) from None
         self.dtype = dtype
-        self.native = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        self.native = _has_bf16(core)
         # an output may carry several tensor names (the ONNX name and OpenVINO's own)
         self._ports = {name: port for port in self._compiled.outputs for name in port.get_names()}
         self._local = threading.local()

@@ -120,24 +120,14 @@ class _NoIds(nn.Module):
         return self.net(features)
 
 
-def check_gru_graph(gru_graph: str) -> str:
-    """*gru_graph* if it is one of :data:`GRU_GRAPHS`, else a ConfigError that lists them."""
-    if gru_graph not in GRU_GRAPHS:
+def check_option(flag: str, value: str, choices: tuple[str, ...]) -> str:
+    """*value* if it is one of *choices*, else a ConfigError naming the export's option *flag*."""
+    if value not in choices:
         raise ConfigError(
-            f"export: --gru-graph '{gru_graph}' is unknown{did_you_mean(gru_graph, GRU_GRAPHS)} "
-            f"(choose one of {', '.join(GRU_GRAPHS)})"
+            f"export: {flag} '{value}' is unknown{did_you_mean(value, choices)} "
+            f"(choose one of {', '.join(choices)})"
         )
-    return gru_graph
-
-
-def check_precision(precision: str) -> str:
-    """*precision* if it is one of :data:`PRECISIONS`, else a ConfigError that lists them."""
-    if precision not in PRECISIONS:
-        raise ConfigError(
-            f"export: --precision '{precision}' is unknown{did_you_mean(precision, PRECISIONS)} "
-            f"(choose one of {', '.join(PRECISIONS)})"
-        )
-    return precision
+    return value
 
 
 def _score(run: Any, windows: np.ndarray, ids: np.ndarray | None, chunk: int = 512) -> np.ndarray:
@@ -165,7 +155,7 @@ def _precision_check(blob: bytes, dtype: str, cfg: TrainConfig, uses_ids: bool, 
     from research.train import prepare_data
 
     what = f"export --precision {dtype}"
-    assert dtype == "bf16", dtype  # the one reduced precision (check_precision)
+    assert dtype == "bf16", dtype  # the one reduced precision (check_option)
     try:
         version = openvino_version()
         native = bf16_supported()
@@ -215,7 +205,7 @@ def onnx_bytes(net: SignalNet, n_assets: int = 0, gru_graph: str = "unrolled") -
     parameters stored as torch holds them) unless ``gru_graph = "fused"``.
     """
     net = net.eval()
-    unrolled = check_gru_graph(gru_graph) == "unrolled" and supports_unrolled(net)
+    unrolled = check_option("--gru-graph", gru_graph, GRU_GRAPHS) == "unrolled" and supports_unrolled(net)
     x = torch.zeros(2, net.lookback, net.n_features)
     dynamic: dict[str, dict[int, str]] = {"features": {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
     if net.uses_asset_id:
@@ -321,8 +311,8 @@ def export(
         The ONNX graph disagrees with torch beyond 1e-5, a bf16 graph with fp32 beyond
         1e-3 on the validation windows, or the artifact fails validation.
     """
-    check_gru_graph(gru_graph)
-    check_precision(precision)
+    check_option("--gru-graph", gru_graph, GRU_GRAPHS)
+    check_option("--precision", precision, PRECISIONS)
     ckpt = load_checkpoint(source)
     net, cfg = net_from_checkpoint(ckpt)
     out = Path(out)

@@ -82,7 +82,7 @@ def exports(trained: tuple[Path, object]) -> tuple[Path, Path]:
     return fp32, bf16
 
 
-def _validation(data: object, card: object) -> tuple[np.ndarray, np.ndarray]:
+def _validation(data: object) -> tuple[np.ndarray, np.ndarray]:
     split = data.splits["validation"]  # type: ignore[attr-defined]
     windows = np.ascontiguousarray(data.windows("validation"))  # type: ignore[attr-defined]
     return windows, split.asset_ids.astype(np.int64)
@@ -116,7 +116,7 @@ def test_bf16_model_scores_real_windows_within_tolerance_and_deterministically(
     m32, m16 = OnnxSignalModel.load(fp32), OnnxSignalModel.load(bf16)
     assert m16.provider == "OpenVINO CPU (bf16)"
     assert m32.provider == "CPUExecutionProvider"
-    windows, ids = _validation(data, m16.card)
+    windows, ids = _validation(data)
     p32, p16 = m32.predict(windows, ids), m16.predict(windows, ids)
     diff = np.abs(p16 - p32)
     # the export's record is this very comparison (same windows, batch-independent scoring)
